@@ -1,0 +1,445 @@
+//! The pipeline's outputs to and from Avro: `dsr_core::Household` as a `HouseholdRecord` (the
+//! value of the compacted changelog `dsr.household-changelog`) and
+//! `dsr_core::EligibilityChange` as an `EligibilityChange` (the value of
+//! `dsr.eligibility.<program>`).
+//!
+//! As for life events, the conversion is written out field by field through apache-avro
+//! values ([`household_to_value`], [`household_from_value`], ...), and decoding resolves data
+//! written with another version of the schema to the current one. A rule input's value
+//! (`dsr_core::eligibility::Scalar`) is the union `["boolean", "long", "double", "string",
+//! "InputDigest"]`; a digest is the record `InputDigest { digest: long }`, its 64 bits stored
+//! as they are (`u64` ↔ `i64` two's complement), since only equality means anything.
+
+use super::read::{self, At, Fields};
+use super::write::{self, record};
+use super::{read_datum, DecodeError, EncodeError};
+use crate::schemas::{self, ELIGIBILITY_CHANGE, HOUSEHOLD_RECORD};
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{Name, ResolvedSchema, Schema};
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
+use compact_str::CompactString;
+use dsr_core::eligibility::{ChangeKind, InputValue, Scalar};
+use dsr_core::household::{ProgramStatus, ShockDamage};
+use dsr_core::score::ScoreSummary;
+use dsr_core::{EligibilityChange, Household};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// `ChangeKind` and its Avro symbols, in the order of the `ChangeKind` enum of the schema.
+pub const CHANGE_KINDS: [(ChangeKind, &str); 4] = [
+    (ChangeKind::Entered, "entered"),
+    (ChangeKind::Changed, "changed"),
+    (ChangeKind::Exited, "exited"),
+    (ChangeKind::Unchanged, "unchanged"),
+];
+
+// ---- HouseholdRecord ----------------------------------------------------------------------
+
+/// Encodes a household as one Avro binary datum of the current `HouseholdRecord` schema.
+pub fn encode_household(household: &Household) -> Result<Vec<u8>, EncodeError> {
+    let value = household_to_value(household)?;
+    writer(HOUSEHOLD_RECORD)
+        .write_value_to_vec(value)
+        .map_err(|source| EncodeError::Record {
+            record: HOUSEHOLD_RECORD,
+            source,
+        })
+}
+
+/// Decodes one Avro binary datum written with `writer_schema` (a `HouseholdRecord` schema:
+/// [`crate::schemas::household_record_schema`] or a released version's), resolving it to the
+/// current schema.
+pub fn decode_household(bytes: &[u8], writer_schema: &Schema) -> Result<Household, DecodeError> {
+    household_from_value(read_output(bytes, writer_schema, HOUSEHOLD_RECORD)?)
+}
+
+/// The Avro value of a household, for the current `HouseholdRecord` schema.
+pub fn household_to_value(h: &Household) -> Result<Value, EncodeError> {
+    let dwelling = match &h.dwelling {
+        Some(d) => Some(write::dwelling("dwelling", d)?),
+        None => None,
+    };
+    Ok(record([
+        ("household_id", write::string(h.household_id.as_str())),
+        ("area", write::string(h.area.as_str())),
+        (
+            "members",
+            Value::Array(h.members.iter().map(write::member).collect()),
+        ),
+        ("dwelling", write::optional(dwelling, |v| v)),
+        ("assets", write::assets("assets", &h.assets)?),
+        (
+            "shock_damage",
+            write::optional(h.shock_damage.as_ref(), shock_damage),
+        ),
+        ("need_score", write::optional(h.need_score.as_ref(), score)),
+        (
+            "programs",
+            Value::Array(
+                h.programs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| program(&format!("programs[{i}]"), p))
+                    .collect::<Result<_, _>>()?,
+            ),
+        ),
+        ("version", long("version", h.version)?),
+        ("as_of", Value::TimestampMicros(h.as_of.0)),
+        (
+            "recent_events",
+            Value::Array(h.recent_events.iter().copied().map(Value::Uuid).collect()),
+        ),
+        ("late_events", long("late_events", h.late_events)?),
+        ("dissolved", Value::Boolean(h.dissolved)),
+    ]))
+}
+
+fn shock_damage(s: &ShockDamage) -> Value {
+    record([
+        ("hazard", write::code(s.hazard)),
+        ("damage", write::code(s.damage)),
+        ("estimated_loss", Value::Double(s.estimated_loss)),
+        ("reported_on", Value::Date(s.reported_on.0)),
+        (
+            "shock_id",
+            write::optional(s.shock_id.as_ref(), |id| write::string(id.as_str())),
+        ),
+    ])
+}
+
+fn score(s: &ScoreSummary) -> Value {
+    record([
+        ("score", Value::Double(s.score)),
+        ("model_version", write::string(&s.model_version)),
+    ])
+}
+
+fn program(at: &str, p: &ProgramStatus) -> Result<Value, EncodeError> {
+    Ok(record([
+        ("program_id", write::string(&p.program_id)),
+        (
+            "rule_version",
+            write::int(&format!("{at}.rule_version"), p.rule_version)?,
+        ),
+        ("eligible", Value::Boolean(p.eligible)),
+        ("benefit", Value::Double(p.benefit)),
+        ("inputs", Value::Array(p.inputs.iter().map(input).collect())),
+    ]))
+}
+
+/// The branch of `RuleInput.value`'s union for each kind of scalar.
+pub(crate) fn scalar_branch(s: &Scalar) -> u32 {
+    match s {
+        Scalar::Bool(_) => 0,
+        Scalar::Int(_) => 1,
+        Scalar::Number(_) => 2,
+        Scalar::Text(_) => 3,
+        Scalar::Digest(_) => 4,
+    }
+}
+
+fn input(i: &InputValue) -> Value {
+    let value = match &i.value {
+        Scalar::Bool(b) => Value::Boolean(*b),
+        Scalar::Int(n) => Value::Long(*n),
+        Scalar::Number(d) => Value::Double(*d),
+        Scalar::Text(t) => write::string(t),
+        Scalar::Digest(d) => record([("digest", Value::Long(*d as i64))]),
+    };
+    record([
+        ("name", write::string(&i.name)),
+        (
+            "value",
+            Value::Union(scalar_branch(&i.value), Box::new(value)),
+        ),
+    ])
+}
+
+/// A `u64` as an Avro long.
+fn long(field: &str, value: u64) -> Result<Value, EncodeError> {
+    i64::try_from(value)
+        .map(Value::Long)
+        .map_err(|_| EncodeError::OutOfRange {
+            field: field.to_string(),
+            value,
+        })
+}
+
+/// The household in an Avro value of the current `HouseholdRecord` schema (as decoded, after
+/// schema resolution).
+pub fn household_from_value(value: Value) -> Result<Household, DecodeError> {
+    let at = At::ROOT;
+    let mut f = Fields::of(value, &at)?;
+    Ok(Household {
+        household_id: f.get("household_id", &at, read::id)?,
+        area: f.get("area", &at, read::id)?,
+        members: f.get("members", &at, |v, at| read::list(v, at, read::member))?,
+        dwelling: f.get("dwelling", &at, |v, at| {
+            read::optional(v, at, read::dwelling)
+        })?,
+        assets: f.get("assets", &at, read::assets)?,
+        shock_damage: f.get("shock_damage", &at, |v, at| {
+            read::optional(v, at, shock_damage_from)
+        })?,
+        need_score: f.get("need_score", &at, |v, at| read::optional(v, at, score_from))?,
+        programs: f.get("programs", &at, |v, at| read::list(v, at, program_from))?,
+        version: f.get("version", &at, ulong)?,
+        as_of: f.get("as_of", &at, read::micros)?,
+        recent_events: f.get("recent_events", &at, |v, at| read::list(v, at, read::uuid))?,
+        late_events: f.get("late_events", &at, ulong)?,
+        dissolved: f.get("dissolved", &at, read::boolean)?,
+    })
+}
+
+fn shock_damage_from(v: Value, at: &At) -> Result<ShockDamage, DecodeError> {
+    let mut f = Fields::of(v, at)?;
+    Ok(ShockDamage {
+        hazard: f.get("hazard", at, read::code)?,
+        damage: f.get("damage", at, read::code)?,
+        estimated_loss: f.get("estimated_loss", at, read::double)?,
+        reported_on: f.get("reported_on", at, read::date)?,
+        shock_id: f.get("shock_id", at, |v, at| read::optional(v, at, read::id))?,
+    })
+}
+
+fn score_from(v: Value, at: &At) -> Result<ScoreSummary, DecodeError> {
+    let mut f = Fields::of(v, at)?;
+    Ok(ScoreSummary {
+        score: f.get("score", at, read::double)?,
+        model_version: f.get("model_version", at, read::compact)?,
+    })
+}
+
+fn program_from(v: Value, at: &At) -> Result<ProgramStatus, DecodeError> {
+    let mut f = Fields::of(v, at)?;
+    Ok(ProgramStatus {
+        program_id: f.get("program_id", at, read::compact)?,
+        rule_version: f.get("rule_version", at, read::uint)?,
+        eligible: f.get("eligible", at, read::boolean)?,
+        benefit: f.get("benefit", at, read::double)?,
+        inputs: f.get("inputs", at, |v, at| read::list(v, at, input_from))?,
+    })
+}
+
+fn input_from(v: Value, at: &At) -> Result<InputValue, DecodeError> {
+    let mut f = Fields::of(v, at)?;
+    Ok(InputValue {
+        name: f.get("name", at, read::compact)?,
+        value: f.get("value", at, scalar_from)?,
+    })
+}
+
+/// A rule input's value, by the kind of the union's branch (not its index, so that a reader
+/// whose union lists the branches in another order reads the same value).
+fn scalar_from(v: Value, at: &At) -> Result<Scalar, DecodeError> {
+    let inner = match v {
+        Value::Union(_, inner) => *inner,
+        other => other,
+    };
+    Ok(match inner {
+        Value::Boolean(b) => Scalar::Bool(b),
+        Value::Long(n) => Scalar::Int(n),
+        Value::Int(n) => Scalar::Int(n.into()),
+        Value::Double(d) => Scalar::Number(d),
+        Value::String(s) => Scalar::Text(CompactString::from(s)),
+        record @ Value::Record(_) => {
+            let at = at.field("InputDigest");
+            let mut f = Fields::of(record, &at)?;
+            Scalar::Digest(f.get("digest", &at, |v, at| match v {
+                Value::Long(n) => Ok(n as u64),
+                other => Err(read::shape(at, "a long", &other)),
+            })?)
+        }
+        other => {
+            return Err(read::shape(
+                at,
+                "a boolean, long, double, string or InputDigest",
+                &other,
+            ))
+        }
+    })
+}
+
+/// An Avro long holding a `u64`.
+fn ulong(v: Value, at: &At) -> Result<u64, DecodeError> {
+    match v {
+        Value::Long(n) => u64::try_from(n).map_err(|_| DecodeError::OutOfRange {
+            field: at.render(),
+            value: n,
+        }),
+        other => Err(read::shape(at, "a long", &other)),
+    }
+}
+
+// ---- EligibilityChange --------------------------------------------------------------------
+
+/// Encodes an eligibility change as one Avro binary datum of the current `EligibilityChange`
+/// schema.
+pub fn encode_eligibility_change(change: &EligibilityChange) -> Result<Vec<u8>, EncodeError> {
+    let value = eligibility_change_to_value(change)?;
+    writer(ELIGIBILITY_CHANGE)
+        .write_value_to_vec(value)
+        .map_err(|source| EncodeError::Record {
+            record: ELIGIBILITY_CHANGE,
+            source,
+        })
+}
+
+/// Decodes one Avro binary datum written with `writer_schema` (an `EligibilityChange` schema:
+/// [`crate::schemas::eligibility_change_schema`] or a released version's), resolving it to
+/// the current schema.
+pub fn decode_eligibility_change(
+    bytes: &[u8],
+    writer_schema: &Schema,
+) -> Result<EligibilityChange, DecodeError> {
+    eligibility_change_from_value(read_output(bytes, writer_schema, ELIGIBILITY_CHANGE)?)
+}
+
+/// The index of a change kind in the `ChangeKind` enum.
+pub(crate) fn change_kind_index(kind: ChangeKind) -> u32 {
+    CHANGE_KINDS
+        .iter()
+        .position(|(k, _)| *k == kind)
+        .unwrap_or(0) as u32
+}
+
+/// The Avro value of an eligibility change, for the current `EligibilityChange` schema.
+pub fn eligibility_change_to_value(c: &EligibilityChange) -> Result<Value, EncodeError> {
+    let kind = change_kind_index(c.kind);
+    Ok(record([
+        ("change_id", Value::Uuid(c.change_id)),
+        ("program_id", write::string(&c.program_id)),
+        ("household_id", write::string(c.household_id.as_str())),
+        (
+            "kind",
+            Value::Enum(kind, CHANGE_KINDS[kind as usize].1.to_string()),
+        ),
+        (
+            "reasons",
+            Value::Array(c.reasons.iter().map(|r| write::string(r)).collect()),
+        ),
+        ("benefit", Value::Double(c.benefit)),
+        ("rule_version", write::int("rule_version", c.rule_version)?),
+        (
+            "household_version",
+            long("household_version", c.household_version)?,
+        ),
+        ("caused_by", Value::Uuid(c.caused_by)),
+        ("occurred_at", Value::TimestampMicros(c.occurred_at.0)),
+    ]))
+}
+
+/// The eligibility change in an Avro value of the current `EligibilityChange` schema.
+pub fn eligibility_change_from_value(value: Value) -> Result<EligibilityChange, DecodeError> {
+    let at = At::ROOT;
+    let mut f = Fields::of(value, &at)?;
+    Ok(EligibilityChange {
+        change_id: f.get("change_id", &at, read::uuid)?,
+        program_id: f.get("program_id", &at, read::compact)?,
+        household_id: f.get("household_id", &at, read::id)?,
+        kind: f.get("kind", &at, change_kind)?,
+        reasons: f.get("reasons", &at, |v, at| read::list(v, at, read::string))?,
+        benefit: f.get("benefit", &at, read::double)?,
+        rule_version: f.get("rule_version", &at, read::uint)?,
+        household_version: f.get("household_version", &at, ulong)?,
+        caused_by: f.get("caused_by", &at, read::uuid)?,
+        occurred_at: f.get("occurred_at", &at, read::micros)?,
+    })
+}
+
+fn change_kind(v: Value, at: &At) -> Result<ChangeKind, DecodeError> {
+    let s = read::symbol(v, at)?;
+    CHANGE_KINDS
+        .iter()
+        .find(|(_, sym)| *sym == s)
+        .map(|(k, _)| *k)
+        .ok_or_else(|| DecodeError::UnknownSymbol {
+            field: at.render(),
+            enum_name: "ChangeKind".into(),
+            symbol: s,
+            known: CHANGE_KINDS.iter().map(|(_, s)| s.to_string()).collect(),
+        })
+}
+
+// ---- writers and readers ------------------------------------------------------------------
+
+fn current_root(root: &'static str) -> &'static Schema {
+    schemas::current().root(root).unwrap_or_else(|| {
+        panic!("the embedded schemas define {root} (a dsr-contracts test checks it)")
+    })
+}
+
+/// The current schema's writer, prepared once per root.
+fn writer(root: &'static str) -> &'static GenericDatumWriter<'static> {
+    static HOUSEHOLD: OnceLock<GenericDatumWriter<'static>> = OnceLock::new();
+    static CHANGE: OnceLock<GenericDatumWriter<'static>> = OnceLock::new();
+    let cell = if root == HOUSEHOLD_RECORD {
+        &HOUSEHOLD
+    } else {
+        &CHANGE
+    };
+    cell.get_or_init(|| {
+        GenericDatumWriter::builder(current_root(root))
+            .build()
+            .expect("the current schema's names resolved when it was loaded")
+    })
+}
+
+/// What reading a root of the current schema needs, prepared once per root.
+struct Prepared {
+    reader: GenericDatumReader<'static>,
+    names: HashMap<Name, Schema>,
+}
+
+fn prepared(root: &'static str) -> &'static Prepared {
+    static HOUSEHOLD: OnceLock<Prepared> = OnceLock::new();
+    static CHANGE: OnceLock<Prepared> = OnceLock::new();
+    let cell = if root == HOUSEHOLD_RECORD {
+        &HOUSEHOLD
+    } else {
+        &CHANGE
+    };
+    cell.get_or_init(|| {
+        let schema = current_root(root);
+        let names = ResolvedSchema::try_from(schema)
+            .expect("the current schema's names resolved when it was loaded")
+            .get_names()
+            .iter()
+            .map(|(n, s)| (n.clone(), (*s).clone()))
+            .collect();
+        Prepared {
+            reader: GenericDatumReader::builder(schema)
+                .build()
+                .expect("the current schema's names resolved when it was loaded"),
+            names,
+        }
+    })
+}
+
+/// Reads a datum of `root` written with `writer_schema`, as a value of the current schema.
+fn read_output(
+    bytes: &[u8],
+    writer_schema: &Schema,
+    root: &'static str,
+) -> Result<Value, DecodeError> {
+    let current = current_root(root);
+    let prepared = prepared(root);
+    if std::ptr::eq(writer_schema, current) {
+        return read_datum(&prepared.reader, bytes);
+    }
+    let writer = GenericDatumReader::builder(writer_schema)
+        .build()
+        .map_err(DecodeError::WriterSchema)?;
+    let value = read_datum(&writer, bytes)?;
+    if writer_schema.canonical_form() == current.canonical_form() {
+        return Ok(value);
+    }
+    match value.clone().resolve_with_names(current, &prepared.names) {
+        Ok(value) => Ok(value),
+        Err(e) => Err(
+            read::unknown_symbol(&value, writer_schema, schemas::current())
+                .unwrap_or(DecodeError::Incompatible(e)),
+        ),
+    }
+}

@@ -1,0 +1,742 @@
+//! Programs and eligibility: who qualifies, for how much, and what changed.
+//!
+//! A program is data (`programs/*.yaml`): its rule and benefit formula are CEL expressions
+//! over the household (see [`rule`]), compiled and checked when the program is loaded.
+//! [`Program::decide`] evaluates a household against the rule and compares with the status
+//! the household had, giving entered / changed / exited / unchanged and the inputs that changed.
+
+pub mod rule;
+
+use crate::facts::Facts;
+use crate::household::{Household, ProgramStatus};
+use crate::ids::*;
+use compact_str::{format_compact, CompactString};
+pub use rule::{Compiled, EvalError, HouseholdField, Input, MemberField, RuleError, Type, Value};
+use serde::{Deserialize, Serialize};
+
+/// One input of a rule as it was at evaluation time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputValue {
+    pub name: CompactString,
+    pub value: Scalar,
+}
+
+/// A rule input's value. Member fields are kept as one digest over all members (compared, not
+/// shown: they can be personal data).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Number(f64),
+    Text(CompactString),
+    Digest(u64),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::Number(n) => write!(f, "{n:.2}"),
+            Scalar::Text(t) => write!(f, "{t}"),
+            Scalar::Digest(_) => f.write_str("(changed)"),
+        }
+    }
+}
+
+/// A program definition file as written (YAML).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramFile {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    /// What the data is used for; every read of personal data is bound to it.
+    pub purpose: String,
+    pub data_sharing_agreement: String,
+    pub rule_version: u32,
+    /// CEL, must be a bool.
+    pub rule: String,
+    /// CEL, must be a number: the monthly benefit for an eligible household.
+    pub benefit: String,
+    /// Fields the program may receive (purpose limitation): household field names, and
+    /// `members.<field>` for member fields; `members.given_name` / `members.family_name` too.
+    pub fields_allowed: Vec<String>,
+    /// Only households in this area (code path prefix) can be eligible.
+    #[serde(default)]
+    pub area_scope: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A program, compiled and validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub id: CompactString,
+    pub name: String,
+    pub owner: String,
+    pub purpose: String,
+    pub data_sharing_agreement: String,
+    pub rule_version: u32,
+    pub rule: Compiled,
+    pub benefit: Compiled,
+    pub fields_allowed: Vec<String>,
+    pub area_scope: Option<AreaCode>,
+    /// What rule and benefit read, worked out once at load: household fields, member fields,
+    /// and the name under which the member fields' digest is recorded.
+    inputs: Inputs,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Inputs {
+    household: Vec<HouseholdField>,
+    members: Vec<MemberField>,
+    members_name: CompactString,
+}
+
+impl Inputs {
+    fn of(rule: &Compiled, benefit: &Compiled) -> Inputs {
+        let mut household: Vec<HouseholdField> = rule
+            .household_fields
+            .iter()
+            .chain(&benefit.household_fields)
+            .copied()
+            .filter(|f| *f != HouseholdField::Members)
+            .collect();
+        household.sort();
+        household.dedup();
+        let mut members: Vec<MemberField> = rule
+            .member_fields
+            .iter()
+            .chain(&benefit.member_fields)
+            .copied()
+            .collect();
+        members.sort();
+        members.dedup();
+        let members_name = format_compact!(
+            "members.{}",
+            members
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        Inputs {
+            household,
+            members,
+            members_name,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("program file is not valid YAML or has an unexpected key: {0}")]
+    Syntax(#[from] serde_yaml_ng::Error),
+    #[error("program `{program}`: {source}")]
+    Rule {
+        program: String,
+        #[source]
+        source: RuleError,
+    },
+    #[error("program `{program}`: fields_allowed names unknown field `{field}`; allowed are household fields ({household}) and members.<field> ({members}, given_name, family_name)")]
+    UnknownAllowedField {
+        program: String,
+        field: String,
+        household: String,
+        members: String,
+    },
+    #[error("program `{program}`: `{field}` must not be empty")]
+    Empty {
+        program: String,
+        field: &'static str,
+    },
+    #[error("program `{program}`: area_scope `{area}` is not an area code path like R01.D03")]
+    BadArea { program: String, area: String },
+    #[error("program id `{0}` must be lowercase letters, digits and '-' (it names Kafka topics and URLs)")]
+    BadId(String),
+}
+
+impl Program {
+    pub fn from_yaml(text: &str) -> Result<Program, ProgramError> {
+        Program::from_file(serde_yaml_ng::from_str(text)?)
+    }
+
+    pub fn from_file(f: ProgramFile) -> Result<Program, ProgramError> {
+        if f.id.is_empty()
+            || !f
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ProgramError::BadId(f.id));
+        }
+        for (field, v) in [
+            ("name", &f.name),
+            ("purpose", &f.purpose),
+            ("data_sharing_agreement", &f.data_sharing_agreement),
+        ] {
+            if v.trim().is_empty() {
+                return Err(ProgramError::Empty {
+                    program: f.id.clone(),
+                    field,
+                });
+            }
+        }
+        let wrap = |source| ProgramError::Rule {
+            program: f.id.clone(),
+            source,
+        };
+        let rule = rule::compile("rule", &f.rule, Type::Bool).map_err(wrap)?;
+        let benefit = rule::compile("benefit", &f.benefit, Type::Double).map_err(wrap)?;
+        for field in &f.fields_allowed {
+            let known = match field.strip_prefix("members.") {
+                Some(m) => {
+                    MemberField::from_name(m).is_some() || m == "given_name" || m == "family_name"
+                }
+                None => HouseholdField::from_name(field).is_some(),
+            };
+            if !known {
+                return Err(ProgramError::UnknownAllowedField {
+                    program: f.id.clone(),
+                    field: field.clone(),
+                    household: names(HouseholdField::ALL.iter().map(|f| f.name())),
+                    members: names(MemberField::ALL.iter().map(|f| f.name())),
+                });
+            }
+        }
+        let area_scope = match f.area_scope {
+            Some(a) => {
+                let code = AreaCode::new(&a);
+                if !code.is_well_formed() {
+                    return Err(ProgramError::BadArea {
+                        program: f.id.clone(),
+                        area: a,
+                    });
+                }
+                Some(code)
+            }
+            None => None,
+        };
+        let inputs = Inputs::of(&rule, &benefit);
+        Ok(Program {
+            inputs,
+            id: f.id.as_str().into(),
+            name: f.name,
+            owner: f.owner,
+            purpose: f.purpose,
+            data_sharing_agreement: f.data_sharing_agreement,
+            rule_version: f.rule_version,
+            rule,
+            benefit,
+            fields_allowed: f.fields_allowed,
+            area_scope,
+        })
+    }
+
+    /// Eligible or not, and the benefit (0 when not eligible).
+    pub fn verdict(&self, input: &Input) -> Result<(bool, f64), EvalError> {
+        let in_scope = self
+            .area_scope
+            .as_ref()
+            .is_none_or(|a| input.household.area.is_within(a));
+        let eligible = in_scope
+            && !input.household.dissolved
+            && matches!(self.rule.eval(input)?, Value::Bool(true));
+        let benefit = if eligible {
+            match self.benefit.eval(input)? {
+                Value::Double(d) if d.is_finite() => d.max(0.0),
+                Value::Int(i) => (i as f64).max(0.0),
+                _ => 0.0,
+            }
+        } else {
+            0.0
+        };
+        Ok((eligible, benefit))
+    }
+
+    /// Evaluates the rule and the benefit for a household.
+    pub fn evaluate(&self, input: &Input) -> Result<Evaluation, EvalError> {
+        let (eligible, benefit) = self.verdict(input)?;
+        let mut inputs = Vec::new();
+        self.inputs_into(input, &mut inputs);
+        Ok(Evaluation {
+            eligible,
+            benefit,
+            inputs,
+        })
+    }
+
+    /// The rule's inputs as they are now (household fields the rule and benefit read, and one
+    /// digest of the member fields they read).
+    /// Appends them to `out` (the hot path reuses one buffer).
+    pub fn inputs_into(&self, input: &Input, out: &mut Vec<InputValue>) {
+        let wanted = &self.inputs;
+        for f in &wanted.household {
+            out.push(InputValue {
+                name: CompactString::const_new(f.name()),
+                value: scalar(rule::read_household_field(*f, input)),
+            });
+        }
+        if !wanted.members.is_empty() {
+            let mut hash = Fnv::new();
+            let ages = input.facts.ages.iter().copied();
+            for (m, age) in input.household.members.iter().zip(ages) {
+                hash.write(m.person_id.as_str().as_bytes());
+                for f in &wanted.members {
+                    match rule::read_member_field(*f, m, age) {
+                        Value::Bool(b) => hash.write(&[b as u8]),
+                        Value::Int(i) => hash.write(&i.to_le_bytes()),
+                        Value::Double(d) => hash.write(&d.to_bits().to_le_bytes()),
+                        Value::Str(s) => hash.write(s.as_bytes()),
+                    }
+                }
+            }
+            out.push(InputValue {
+                name: wanted.members_name.clone(),
+                value: Scalar::Digest(hash.0),
+            });
+        }
+    }
+
+    /// Evaluates and compares with the household's previous status for this program.
+    pub fn decide(
+        &self,
+        previous: Option<&ProgramStatus>,
+        input: &Input,
+    ) -> Result<Decision, EvalError> {
+        let now = self.evaluate(input)?;
+        Ok(decide(previous, now, self))
+    }
+}
+
+/// What a rule says about a household now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub eligible: bool,
+    pub benefit: f64,
+    pub inputs: Vec<InputValue>,
+}
+
+/// Entered / changed / exited / unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Entered,
+    Changed,
+    Exited,
+    Unchanged,
+}
+
+impl ChangeKind {
+    /// What the change is, from eligibility and benefit before and after. The one definition
+    /// `decide` uses and tests compare against.
+    pub fn between(before: Option<(bool, f64)>, after: (bool, f64)) -> ChangeKind {
+        match (before, after) {
+            (Some((true, b0)), (true, b1)) if b0 != b1 => ChangeKind::Changed,
+            (Some((true, _)), (true, _)) => ChangeKind::Unchanged,
+            (Some((true, _)), (false, _)) => ChangeKind::Exited,
+            (_, (true, _)) => ChangeKind::Entered,
+            (_, (false, _)) => ChangeKind::Unchanged,
+        }
+    }
+}
+
+/// The outcome of comparing a household with its previous status for one program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub kind: ChangeKind,
+    /// Why: the inputs that changed, as `name: before → after`.
+    pub reasons: Vec<String>,
+    /// The status to store on the household.
+    pub status: ProgramStatus,
+}
+
+/// `diff(previous_status, evaluation)`.
+pub fn decide(previous: Option<&ProgramStatus>, now: Evaluation, program: &Program) -> Decision {
+    let kind = ChangeKind::between(
+        previous.map(|p| (p.eligible, p.benefit)),
+        (now.eligible, now.benefit),
+    );
+    let reasons = if kind == ChangeKind::Unchanged {
+        Vec::new()
+    } else {
+        change_reasons(previous, &now.inputs, now.benefit, program)
+    };
+    Decision {
+        kind,
+        reasons,
+        status: ProgramStatus {
+            program_id: program.id.clone(),
+            rule_version: program.rule_version,
+            eligible: now.eligible,
+            benefit: now.benefit,
+            inputs: now.inputs,
+        },
+    }
+}
+
+/// Why a household's status changed: the inputs that differ from the previous status, as
+/// `name: before → after` (member inputs only as "changed": they can be personal data).
+pub fn change_reasons(
+    previous: Option<&ProgramStatus>,
+    inputs: &[InputValue],
+    benefit: f64,
+    program: &Program,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let Some(p) = previous else {
+        reasons.push("first evaluation for this program".to_string());
+        return reasons;
+    };
+    if p.rule_version != program.rule_version {
+        reasons.push(format!(
+            "rule version: {} → {}",
+            p.rule_version, program.rule_version
+        ));
+    }
+    for i in inputs {
+        match p.inputs.iter().find(|o| o.name == i.name) {
+            Some(o) if o.value == i.value => {}
+            Some(o) => reasons.push(match i.value {
+                Scalar::Digest(_) => format!("{}: changed", i.name),
+                _ => format!("{}: {} → {}", i.name, o.value, i.value),
+            }),
+            None => reasons.push(format!("{}: now {}", i.name, i.value)),
+        }
+    }
+    if p.benefit != benefit {
+        reasons.push(format!("benefit: {:.2} → {:.2}", p.benefit, benefit));
+    }
+    reasons
+}
+
+fn scalar(v: Value) -> Scalar {
+    match v {
+        Value::Bool(b) => Scalar::Bool(b),
+        Value::Int(i) => Scalar::Int(i),
+        Value::Double(d) => Scalar::Number(d),
+        Value::Str(s) => Scalar::Text(s.into()),
+    }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
+    it.collect::<Vec<_>>().join(", ")
+}
+
+/// FNV-1a: a stable, dependency-free digest (not for security).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// Builds the input an evaluation reads.
+pub fn input_for<'a>(h: &'a Household, facts: &'a Facts) -> Input<'a> {
+    Input {
+        household: h,
+        facts,
+        need_score: h.need_score.as_ref().map_or(0.0, |s| s.score),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reducer::apply;
+    use crate::score::PmtModel;
+    use crate::strategies::*;
+    use proptest::prelude::*;
+
+    const CHILD_GRANT: &str = include_str!("../../../../programs/child-grant.yaml");
+    const PENSION: &str = include_str!("../../../../programs/old-age-pension.yaml");
+    const FOOD_AID: &str = include_str!("../../../../programs/food-aid.yaml");
+
+    fn programs() -> Vec<Program> {
+        [CHILD_GRANT, PENSION, FOOD_AID]
+            .iter()
+            .map(|t| Program::from_yaml(t).unwrap())
+            .collect()
+    }
+
+    fn scored(mut h: Household) -> Household {
+        h.need_score = Some(PmtModel::default_model().score(&h));
+        h
+    }
+
+    fn program(rule: &str, benefit: &str) -> Result<Program, ProgramError> {
+        Program::from_yaml(&format!(
+            "id: t\nname: T\nowner: O\npurpose: P\ndata_sharing_agreement: D\nrule_version: 1\nrule: \"{rule}\"\nbenefit: \"{benefit}\"\nfields_allowed: [need_score]\n"
+        ))
+    }
+
+    #[test]
+    fn shipped_programs_load() {
+        let ps = programs();
+        assert_eq!(ps.len(), 3);
+        assert_eq!(ps[0].rule.member_fields, vec![MemberField::Age]);
+    }
+
+    #[test]
+    fn an_unknown_field_is_rejected_at_load_with_its_position() {
+        let err = program(
+            "household.need_score >= 60.0 &&\\n household.membres.size() > 2",
+            "1.0",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `household.membres`"), "{err}");
+        assert!(err.contains("line 2 column 12"), "{err}");
+        let err = program("household.members.exists(m, m.agee < 5)", "1.0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`m.agee`") && err.contains("line 1 column 31"),
+            "{err}"
+        );
+        let err = program("household.need_score >= ", "1.0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rule does not parse"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_are_rejected_at_load() {
+        for (rule, benefit, expect) in [
+            ("household.need_score", "1.0", "rule must be a bool"),
+            (
+                "household.area > 3",
+                "1.0",
+                "cannot compare a string with a int",
+            ),
+            ("true", "household.area", "benefit must be a double"),
+            (
+                "household.members.map(m, m.age).size() > 0",
+                "1.0",
+                "map() is not supported",
+            ),
+            ("household.size in household.members", "1.0", "literal list"),
+            (
+                "frobnicate(household.size)",
+                "1.0",
+                "unknown function `frobnicate`",
+            ),
+        ] {
+            let err = program(rule, benefit).unwrap_err().to_string();
+            assert!(err.contains(expect), "{rule}: {err}");
+        }
+    }
+
+    #[test]
+    fn rules_evaluate_on_the_household() {
+        let h = scored(apply(None, &fixed_registration(1)).unwrap().household);
+        let facts = Facts::of(&h);
+        let input = input_for(&h, &facts);
+        let ps = programs();
+        let child = ps[0].evaluate(&input).unwrap();
+        assert!(child.eligible, "score {:?}", h.need_score);
+        assert_eq!(child.benefit, 150.0, "one child under 5");
+        let check = |rule: &str| {
+            program(rule, "1.0")
+                .unwrap()
+                .evaluate(&input)
+                .unwrap()
+                .eligible
+        };
+        assert!(check("household.members.exists_one(m, m.age >= 65)"));
+        assert!(check("household.members.all(m, m.age < 80)"));
+        assert!(check("household.members.filter(m, m.age < 18).size() == 2"));
+        assert!(check(
+            "household.members.filter(m, m.age < 18).exists(m, m.sex == 'female')"
+        ));
+        assert!(check(
+            "household.area.startsWith('R02.D01') && size(household.members) == 5"
+        ));
+        assert!(check(
+            "household.size * 2 > 9.5 && household.size / 2 == 2 && household.size % 2 == 1"
+        ));
+        assert!(check(
+            "household.wall_material in ['natural', 'rudimentary']"
+        ));
+        assert!(check("(household.has_electricity ? 1 : 2.5) == 2.5"));
+        assert!(!check("household.members.exists(m, m.disabled)"));
+        assert!(!check("!(household.size > 1)"));
+        let err = program("household.size / (household.size - 5) > 0", "1.0")
+            .unwrap()
+            .evaluate(&input);
+        assert!(
+            err.is_err(),
+            "integer division by zero is an evaluation error"
+        );
+    }
+
+    #[test]
+    fn decide_reports_entered_changed_exited_with_reasons() {
+        let p = &programs()[0];
+        let h = scored(apply(None, &fixed_registration(1)).unwrap().household);
+        let f = Facts::of(&h);
+        let d1 = p.decide(None, &input_for(&h, &f)).unwrap();
+        assert_eq!(d1.kind, ChangeKind::Entered);
+        assert_eq!(d1.reasons, vec!["first evaluation for this program"]);
+        // The child under 5 dies: the household exits, and the reason names the members input.
+        let died = event(
+            1,
+            1,
+            2,
+            crate::event::Payload::PersonDied(crate::event::PersonDied {
+                person_id: person(1, 2),
+                date_of_death: crate::ids::Date(0),
+            }),
+        );
+        let h2 = scored(apply(Some(&h), &died).unwrap().household);
+        let f2 = Facts::of(&h2);
+        let d2 = p.decide(Some(&d1.status), &input_for(&h2, &f2)).unwrap();
+        assert_eq!(d2.kind, ChangeKind::Exited);
+        assert!(
+            d2.reasons
+                .iter()
+                .any(|r| r.starts_with("members.age: changed")),
+            "{:?}",
+            d2.reasons
+        );
+        assert!(
+            d2.reasons.iter().any(|r| r.starts_with("need_score: ")),
+            "{:?}",
+            d2.reasons
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn diff_agrees_with_evaluating_the_rule_on_old_and_new_state(
+            old_events in household_stream(1, 8),
+            more in prop::collection::vec(life_event(1, 50), 0..6),
+        ) {
+            let fold = |start: Option<Household>, evs: &[crate::Event]| {
+                let mut h = start;
+                for e in evs {
+                    if let Ok(a) = apply(h.as_ref(), e) { h = Some(scored(a.household)); }
+                }
+                h.unwrap()
+            };
+            let old = fold(None, &old_events);
+            let new = fold(Some(old.clone()), &more);
+            let (fo, fnew) = (Facts::of(&old), Facts::of(&new));
+            for p in programs() {
+                let before = p.evaluate(&input_for(&old, &fo)).unwrap();
+                let after = p.evaluate(&input_for(&new, &fnew)).unwrap();
+                let status = decide(None, before.clone(), &p).status;
+                let d = p.decide(Some(&status), &input_for(&new, &fnew)).unwrap();
+                let expected = match (before.eligible, after.eligible) {
+                    (false, true) => ChangeKind::Entered,
+                    (true, false) => ChangeKind::Exited,
+                    (true, true) if before.benefit != after.benefit => ChangeKind::Changed,
+                    _ => ChangeKind::Unchanged,
+                };
+                prop_assert_eq!(d.kind, expected);
+                prop_assert_eq!(d.status.eligible, after.eligible);
+                if expected != ChangeKind::Unchanged {
+                    prop_assert!(!d.reasons.is_empty(), "a change says why");
+                }
+            }
+        }
+    }
+}
+
+/// Our evaluator against cel-rust's interpreter on the same CEL text: an independent
+/// implementation, so a semantic slip in ours shows up as a disagreement.
+#[cfg(test)]
+mod oracle {
+    use super::rule::{read_household_field, read_member_field};
+    use super::*;
+    use crate::reducer::apply;
+    use crate::score::PmtModel;
+    use crate::strategies::*;
+    use cel_interpreter::{Context, Program as CelProgram, Value as Cel};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    fn cel(v: Value) -> Cel {
+        match v {
+            Value::Bool(b) => Cel::Bool(b),
+            Value::Int(i) => Cel::Int(i),
+            Value::Double(d) => Cel::Float(d),
+            Value::Str(s) => Cel::String(Arc::new(s.to_string())),
+        }
+    }
+
+    /// The household as a CEL map with every field rules may read.
+    fn as_cel(input: &Input) -> Cel {
+        let mut map: HashMap<String, Cel> = HashMap::new();
+        for f in HouseholdField::ALL {
+            if *f != HouseholdField::Members {
+                map.insert(f.name().into(), cel(read_household_field(*f, input)));
+            }
+        }
+        let members: Vec<Cel> = input
+            .household
+            .members
+            .iter()
+            .map(|m| {
+                let mm: HashMap<String, Cel> = MemberField::ALL
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.name().to_string(),
+                            // Age computed here independently of `Facts::ages`.
+                            cel(read_member_field(*f, m, m.age_on(input.household.today()))),
+                        )
+                    })
+                    .collect();
+                mm.into()
+            })
+            .collect();
+        map.insert("members".into(), Cel::List(Arc::new(members)));
+        map.into()
+    }
+
+    const RULES: &[&str] = &[
+        "household.need_score >= 60.0 && household.members.exists(m, m.age < 5)",
+        "household.need_score >= 40.0 && household.members.exists(m, m.age >= 65 && m.monthly_income < 1500.0)",
+        "household.need_score >= 75.0 || (household.need_score >= 55.0 && household.shock_damage in ['major', 'destroyed'])",
+        "household.members.all(m, m.age >= 18 || m.enrolled_in_school)",
+        "household.members.exists_one(m, m.relationship == 'head' && m.sex == 'female')",
+        "household.members.filter(m, m.age < 18).size() >= 2 && !household.has_electricity",
+        "size(household.members.filter(m, m.disabled || m.disability_severity == 'some_difficulty')) > 0",
+        "household.area.startsWith('R01') || household.water_source in ['unimproved', 'surface_water']",
+        "household.income_per_capita < 800.0 ? household.size > 3 : household.durable_goods == 0",
+        "household.members.filter(m, m.age >= 15).exists(m, m.employment == 'unemployed')",
+        "household.land_hectares * 2.0 + household.livestock_tlu > 10.0",
+    ];
+
+    proptest! {
+        #[test]
+        fn our_evaluator_agrees_with_cel_interpreter(events in household_stream(1, 6)) {
+            let mut h = None;
+            for e in &events {
+                if let Ok(a) = apply(h.as_ref(), e) { h = Some(a.household); }
+            }
+            let mut h = h.unwrap();
+            h.need_score = Some(PmtModel::default_model().score(&h));
+            let facts = crate::facts::Facts::of(&h);
+            let input = input_for(&h, &facts);
+            let mut ctx = Context::default();
+            ctx.add_variable_from_value("household", as_cel(&input));
+            for src in RULES {
+                let compiled = rule::compile("rule", src, Type::Bool).unwrap();
+                let ours = compiled.eval(&input).unwrap();
+                let theirs = CelProgram::compile(src).unwrap().execute(&ctx).unwrap();
+                prop_assert_eq!(cel(ours), theirs, "{}", src);
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! One event through the whole domain: apply it, re-score the household, decide every
+//! program. This is the unit of work of a stream processor, and what the benchmark measures.
+
+use crate::eligibility::{change_reasons, input_for, ChangeKind, EvalError, Program};
+use crate::event::Event;
+use crate::facts::Facts;
+use crate::household::{Household, ProgramStatus};
+use crate::ids::*;
+use crate::reducer::{apply_to, new_household_for, ApplyError, Effect};
+use crate::score::PmtModel;
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+/// What a processor holds fixed while it processes events.
+pub struct Context<'a> {
+    pub model: &'a PmtModel,
+    pub programs: &'a [Program],
+}
+
+/// A household's eligibility for a program changed. Its id is derived from the event that
+/// caused it and the program, so the same event processed again yields the same id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EligibilityChange {
+    pub change_id: EventId,
+    pub program_id: CompactString,
+    pub household_id: HouseholdId,
+    pub kind: ChangeKind,
+    pub reasons: Vec<String>,
+    pub benefit: f64,
+    pub rule_version: u32,
+    pub household_version: u64,
+    pub caused_by: EventId,
+    pub occurred_at: Micros,
+}
+
+/// The id of the eligibility change `event` caused for `program_id`.
+pub fn change_id(event: &EventId, program_id: &str) -> EventId {
+    derived_id(event, &format!("eligibility:{program_id}"))
+}
+
+/// What processing one event did. The household itself is updated in place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Processed {
+    pub effects: Vec<Effect>,
+    pub changes: Vec<EligibilityChange>,
+    /// Programs whose rule could not be evaluated for this household (status kept as it was).
+    pub rule_errors: Vec<(CompactString, EvalError)>,
+    pub duplicate: bool,
+    pub late: bool,
+}
+
+/// Applies `event` to `state` (`None`: not registered yet), re-scores, and decides every
+/// program, updating the household in place. On error `state` is exactly as it was.
+pub fn process(
+    state: &mut Option<Household>,
+    event: &Event,
+    ctx: &Context,
+) -> Result<Processed, ApplyError> {
+    let created = state.is_none();
+    let h = match state {
+        Some(h) => h,
+        None => state.insert(new_household_for(event)?),
+    };
+    let applied = match apply_to(h, event) {
+        Ok(a) => a,
+        Err(e) => {
+            if created {
+                *state = None;
+            }
+            return Err(e);
+        }
+    };
+    let mut changes = Vec::new();
+    let mut rule_errors = Vec::new();
+    if !applied.duplicate {
+        // Facts do not depend on the score, so one derivation serves both.
+        let facts = Facts::of(h);
+        h.need_score = Some(ctx.model.score_with(h, &facts));
+        // Rules never read program statuses: take them out so the household can be read
+        // while they are updated in place (no per-event allocation for unchanged inputs).
+        let mut statuses = std::mem::take(&mut h.programs);
+        let input = input_for(h, &facts);
+        let mut inputs = Vec::new();
+        for p in ctx.programs {
+            let (eligible, benefit) = match p.verdict(&input) {
+                Ok(v) => v,
+                Err(e) => {
+                    rule_errors.push((p.id.clone(), e));
+                    continue;
+                }
+            };
+            inputs.clear();
+            p.inputs_into(&input, &mut inputs);
+            let index = statuses.iter().position(|s| s.program_id == p.id);
+            let previous = index.map(|i| &statuses[i]);
+            let kind = ChangeKind::between(
+                previous.map(|s| (s.eligible, s.benefit)),
+                (eligible, benefit),
+            );
+            if kind != ChangeKind::Unchanged {
+                changes.push(EligibilityChange {
+                    change_id: change_id(&event.envelope.event_id, &p.id),
+                    program_id: p.id.clone(),
+                    household_id: h.household_id.clone(),
+                    kind,
+                    reasons: change_reasons(previous, &inputs, benefit, p),
+                    benefit,
+                    rule_version: p.rule_version,
+                    household_version: h.version,
+                    caused_by: event.envelope.event_id,
+                    occurred_at: event.envelope.occurred_at,
+                });
+            }
+            // Update in place: an unchanged household allocates nothing here.
+            match index {
+                Some(i) => {
+                    let s = &mut statuses[i];
+                    s.eligible = eligible;
+                    s.benefit = benefit;
+                    s.rule_version = p.rule_version;
+                    s.inputs.clone_from(&inputs);
+                }
+                None => {
+                    let at = statuses
+                        .binary_search_by(|s| s.program_id.cmp(&p.id))
+                        .unwrap_or_else(|i| i);
+                    statuses.insert(
+                        at,
+                        ProgramStatus {
+                            program_id: p.id.clone(),
+                            rule_version: p.rule_version,
+                            eligible,
+                            benefit,
+                            inputs: inputs.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        h.programs = statuses;
+    }
+    Ok(Processed {
+        effects: applied.effects,
+        changes,
+        rule_errors,
+        duplicate: applied.duplicate,
+        late: applied.late,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eligibility::Program;
+    use crate::event::{Payload, PersonDied};
+    use crate::strategies::*;
+
+    fn programs() -> Vec<Program> {
+        [
+            include_str!("../../../programs/child-grant.yaml"),
+            include_str!("../../../programs/food-aid.yaml"),
+        ]
+        .iter()
+        .map(|t| Program::from_yaml(t).unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn an_event_flows_through_reducer_score_and_programs() {
+        let model = PmtModel::default_model();
+        let programs = programs();
+        let ctx = Context {
+            model: &model,
+            programs: &programs,
+        };
+        let mut state = None;
+        let reg = fixed_registration(1);
+        let out = process(&mut state, &reg, &ctx).unwrap();
+        let h = state.as_ref().unwrap();
+        assert!(h.need_score.is_some());
+        assert_eq!(h.programs.len(), 2, "every program recorded a status");
+        let entered: Vec<_> = out
+            .changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Entered)
+            .collect();
+        assert!(
+            !entered.is_empty(),
+            "a needy household with a child under 5 enters the child grant"
+        );
+        for c in &out.changes {
+            assert_eq!(
+                c.change_id,
+                change_id(&reg.envelope.event_id, &c.program_id)
+            );
+        }
+        // The same event again: nothing changes, no change is emitted.
+        let before = state.clone();
+        let again = process(&mut state, &reg, &ctx).unwrap();
+        assert!(again.duplicate && again.changes.is_empty());
+        assert_eq!(state, before);
+        // The child under 5 dies: the household exits the child grant.
+        let died = event(
+            1,
+            1,
+            3,
+            Payload::PersonDied(PersonDied {
+                person_id: person(1, 2),
+                date_of_death: crate::ids::Date(0),
+            }),
+        );
+        let out = process(&mut state, &died, &ctx).unwrap();
+        assert!(out
+            .changes
+            .iter()
+            .any(|c| c.program_id == "child-grant" && c.kind == ChangeKind::Exited));
+    }
+
+    #[test]
+    fn a_failing_event_leaves_the_state_as_it_was() {
+        let model = PmtModel::default_model();
+        let ctx = Context {
+            model: &model,
+            programs: &[],
+        };
+        let mut state = None;
+        let died = event(
+            1,
+            1,
+            3,
+            Payload::PersonDied(PersonDied {
+                person_id: person(1, 2),
+                date_of_death: crate::ids::Date(0),
+            }),
+        );
+        assert!(process(&mut state, &died, &ctx).is_err());
+        assert!(state.is_none(), "an unknown household stays unknown");
+    }
+}

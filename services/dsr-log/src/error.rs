@@ -1,0 +1,118 @@
+//! Errors of the log port. Each says what went wrong and what to do about it; none exposes a
+//! client crate's types (the cause is kept as a boxed error for its message).
+
+use std::time::Duration;
+
+use crate::port::TopicPartition;
+
+/// The underlying cause of a [`LogError`] (e.g. the Kafka client's error).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error of the log port.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(
+        "could not create a Kafka client for `{bootstrap}`: {source}; check the bootstrap \
+         address (HOST:PORT) and the client settings"
+    )]
+    Client {
+        bootstrap: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "topic `{topic}` does not exist; declare it in topics/ and create it with `dsr topics \
+         apply --bootstrap HOST:PORT`"
+    )]
+    UnknownTopic { topic: String },
+
+    #[error(
+        "appending to topic `{topic}` failed: {source}; the batch is not known to be written: \
+         append it again (readers drop the copies by event id)"
+    )]
+    Append {
+        topic: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "the producer stopped for good: {reason}; records it had not acknowledged may or may \
+         not be written: restart the process (a new producer) and append them again"
+    )]
+    ProducerFatal { reason: String },
+
+    #[error(
+        "reading partition {partition} failed: {source}; check that the broker is reachable and \
+         read again from the same offset"
+    )]
+    Read {
+        partition: TopicPartition,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "consumer group `{group}` failed: {source}; check that the broker is reachable and the \
+         topics exist, then join the group again"
+    )]
+    Group {
+        group: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "committing offsets for group `{group}` failed: {source}; the records after the last \
+         successful commit will be delivered again: poll (to take part in a rebalance) and \
+         commit again after processing"
+    )]
+    Commit {
+        group: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "cannot commit {partitions:?} for group `{group}`: this member does not own them (a \
+         rebalance revoked them); drop their state and do not commit them, their new owner \
+         processes them again"
+    )]
+    NotAssigned {
+        group: String,
+        partitions: Vec<TopicPartition>,
+    },
+
+    #[error(
+        "could not read the offsets of partition {partition}: {source}; check that the broker \
+         is reachable and the partition exists"
+    )]
+    Offsets {
+        partition: TopicPartition,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "could not read the metadata of `{what}`: {source}; check that the broker is reachable"
+    )]
+    Metadata {
+        what: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "topic administration failed for `{topic}`: {source}; check the broker's logs and that \
+         the settings are valid for it"
+    )]
+    Admin {
+        topic: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error("{what} did not finish within {after:?}; check that the broker is reachable")]
+    Timeout { what: String, after: Duration },
+}

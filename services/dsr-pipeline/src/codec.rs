@@ -1,0 +1,202 @@
+//! The production [`Codec`]: Avro in Confluent wire format (magic byte, 4-byte schema id,
+//! body), with the schema ids a registry assigned. Records written with dsr's current
+//! `LifeEvent` schema decode directly; records written with another registered version are
+//! resolved against their writer schema, fetched from the registry once per id.
+
+use crate::runner::Codec;
+use apache_avro::Schema;
+use dsr_contracts::{avro, schemas, wire};
+use dsr_core::{EligibilityChange, Event, Household};
+use dsr_schema_registry::{ClientError, RegistryClient};
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// The ids of dsr's schemas in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchemaIds {
+    pub life_event: u32,
+    pub household: u32,
+    pub change: u32,
+}
+
+/// Registers dsr's schemas for the topics that carry them (TopicNameStrategy subjects) and
+/// returns their ids.
+pub async fn register(
+    client: &RegistryClient,
+    life_event_topics: &[&str],
+    changelog_topic: &str,
+    eligibility_topics: &[&str],
+) -> Result<SchemaIds, ClientError> {
+    let set = schemas::current();
+    let json = |s: &Schema| serde_json::to_string(s).expect("an Avro schema serialises to JSON");
+    let life = json(set.life_event());
+    let household = json(schemas::household_record_schema());
+    let change = json(schemas::eligibility_change_schema());
+    let mut life_event = None;
+    for t in life_event_topics {
+        life_event = Some(client.register(&format!("{t}-value"), &life).await?);
+    }
+    let household = client
+        .register(&format!("{changelog_topic}-value"), &household)
+        .await?;
+    let mut change_id = None;
+    for t in eligibility_topics {
+        change_id = Some(client.register(&format!("{t}-value"), &change).await?);
+    }
+    // With no topic of a kind, register under a dsr subject so the id exists all the same.
+    let life_event = match life_event {
+        Some(id) => id,
+        None => client.register("dsr.events.LifeEvent", &life).await?,
+    };
+    let change = match change_id {
+        Some(id) => id,
+        None => {
+            client
+                .register("dsr.events.EligibilityChange", &change)
+                .await?
+        }
+    };
+    Ok(SchemaIds {
+        life_event,
+        household,
+        change,
+    })
+}
+
+/// Avro in Confluent wire format.
+pub struct WireCodec {
+    ids: SchemaIds,
+    /// Writer schemas of other ids, as fetched from the registry.
+    writers: RwLock<HashMap<u32, Schema>>,
+    /// Where writer schemas of ids not seen yet are fetched from (a stock client registers
+    /// its own schema text, which can get an id of its own).
+    registry: Option<RegistryClient>,
+}
+
+impl WireCodec {
+    /// A codec that knows only dsr's own schema ids.
+    pub fn new(ids: SchemaIds) -> WireCodec {
+        WireCodec {
+            ids,
+            writers: RwLock::new(HashMap::new()),
+            registry: None,
+        }
+    }
+
+    /// Fetches the writer schema of any other id from this registry before decoding.
+    pub fn with_registry(mut self, registry: RegistryClient) -> WireCodec {
+        self.registry = Some(registry);
+        self
+    }
+
+    pub fn ids(&self) -> SchemaIds {
+        self.ids
+    }
+
+    /// The schema id of a framed record whose writer schema is not known yet.
+    pub fn unknown_id(&self, bytes: &[u8]) -> Option<u32> {
+        let (id, _) = wire::unframe(bytes).ok()?;
+        if id == self.ids.life_event || id == self.ids.household || id == self.ids.change {
+            return None;
+        }
+        let known = self
+            .writers
+            .read()
+            .map(|w| w.contains_key(&id))
+            .unwrap_or(false);
+        (!known).then_some(id)
+    }
+
+    /// Learns the writer schema of `id` from the registry. An id the registry does not know
+    /// stays unknown: records with it are dead-lettered, saying so.
+    pub async fn learn(&self, client: &RegistryClient, id: u32) -> Result<(), ClientError> {
+        let text = match client.schema(id).await {
+            Ok(t) => t,
+            Err(ClientError::UnknownId { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match Schema::parse_str(&text) {
+            Ok(schema) => {
+                if let Ok(mut w) = self.writers.write() {
+                    w.insert(id, schema);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(id, error = %e, "registry returned a schema that does not parse")
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Codec for WireCodec {
+    async fn prepare(&self, values: &[&[u8]]) -> Result<(), String> {
+        let Some(registry) = &self.registry else {
+            return Ok(());
+        };
+        let unknown: std::collections::BTreeSet<u32> =
+            values.iter().filter_map(|v| self.unknown_id(v)).collect();
+        for id in unknown {
+            self.learn(registry, id).await.map_err(|e| {
+                format!("fetching the writer schema of id {id} from the schema registry: {e}")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn decode_event(&self, bytes: &[u8]) -> Result<Event, String> {
+        let (id, body) = wire::unframe(bytes).map_err(|e| e.to_string())?;
+        if id == self.ids.life_event {
+            // Written with dsr's current schema: the direct (serde_avro_fast) decoder.
+            return avro::fast::decode(body).map_err(|e| e.to_string());
+        }
+        let writers = self
+            .writers
+            .read()
+            .map_err(|_| "schema cache poisoned".to_string())?;
+        match writers.get(&id) {
+            Some(writer) => avro::decode(body, writer).map_err(|e| {
+                format!("record written with schema id {id} does not resolve to LifeEvent: {e}")
+            }),
+            None => Err(format!(
+                "unknown schema id {id}: the schema registry has no schema with this id; the producer must register its schema first"
+            )),
+        }
+    }
+
+    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(256);
+        wire::frame_into(self.ids.life_event, &mut out);
+        avro::fast::encode_into(event, &mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    fn encode_household(&self, household: &Household) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(1024);
+        wire::frame_into(self.ids.household, &mut out);
+        avro::fast::encode_household_into(household, &mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    fn decode_household(&self, bytes: &[u8]) -> Result<Household, String> {
+        let (id, body) = wire::unframe(bytes).map_err(|e| e.to_string())?;
+        if id != self.ids.household {
+            let writers = self
+                .writers
+                .read()
+                .map_err(|_| "schema cache poisoned".to_string())?;
+            if let Some(w) = writers.get(&id) {
+                return avro::decode_household(body, w).map_err(|e| e.to_string());
+            }
+            return Err(format!("changelog record with unknown schema id {id}"));
+        }
+        avro::fast::decode_household(body).map_err(|e| e.to_string())
+    }
+
+    fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(256);
+        wire::frame_into(self.ids.change, &mut out);
+        avro::fast::encode_eligibility_change_into(change, &mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,22 @@
+//! dsr-pipeline: the stream processors.
+//!
+//! - [`router`]: decode, validate and find the household of each source record (or say why
+//!   not: the dead-letter reason), waiting for people the index does not know yet.
+//! - [`task`]: the household task — one input partition of `dsr.household-events`, its state
+//!   ([`dsr_store::PartitionState`]) and the outputs each batch produces, each tagged with the
+//!   input position that caused it (the fence that makes re-processing after a crash produce
+//!   nothing twice; see `docs/architecture.md`).
+//!
+//! - [`codec`]: Avro in Confluent wire format, with ids from a schema registry.
+//! - [`runner`]: the household processor on a log (the `dsr_log::Log` port): group
+//!   membership, restore from the changelog, fences, produce-then-commit.
+
+pub mod codec;
+pub mod router;
+pub mod runner;
+pub mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use router::{route, route_event, PersonIndex, Route};
+pub use task::{BatchOutput, HouseholdTask, Output, Source, TaskError};

@@ -1,0 +1,523 @@
+//! The household processor on a log: consumer-group membership, state restore, fences,
+//! produce-then-commit. Generic over the log port, so the same code runs on Kafka and on the
+//! embedded log.
+//!
+//! Per batch of one partition: decode → [`HouseholdTask::process_batch`] → produce every output
+//! whose source is above its partition's fence (eligibility changes, dead letters and derived
+//! events first, then the changelog) and wait for the acknowledgements → commit the
+//! state (records + next offset, one synced batch) → commit the group offset. See
+//! `docs/architecture.md`, "Effectively once without transactions".
+
+use crate::task::{BatchOutput, HouseholdTask, Output, Source};
+use dsr_core::eligibility::Program;
+use dsr_core::{EligibilityChange, Event, Household, PmtModel};
+use dsr_log::{GroupEvent, GroupMember, Log, LogError, PartitionReader, Record, TopicPartition};
+use dsr_store::fjall_state::FjallPartition;
+use dsr_store::{FjallState, PartitionState, StateBatch, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// The header carrying an output's source (`offset:seq` of the input record).
+pub const SOURCE_HEADER: &str = "dsr-src";
+/// Dead-letter headers: why, and where the record came from.
+pub const REASON_HEADER: &str = "dsr-reason";
+pub const ORIGIN_TOPIC_HEADER: &str = "dsr-origin-topic";
+pub const ORIGIN_PARTITION_HEADER: &str = "dsr-origin-partition";
+pub const ORIGIN_OFFSET_HEADER: &str = "dsr-origin-offset";
+
+/// How records are turned into bytes and back (Avro in Confluent wire format in production).
+pub trait Codec: Send + Sync {
+    /// Gets ready to decode these record values, e.g. fetches writer schemas not seen yet.
+    /// An error here is the codec's infrastructure failing (the registry is unreachable), not
+    /// a bad record: processing stops rather than dead-lettering good records.
+    fn prepare(
+        &self,
+        values: &[&[u8]],
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let _ = values;
+        async { Ok(()) }
+    }
+    fn decode_event(&self, bytes: &[u8]) -> Result<Event, String>;
+    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String>;
+    fn encode_household(&self, household: &Household) -> Result<Vec<u8>, String>;
+    fn decode_household(&self, bytes: &[u8]) -> Result<Household, String>;
+    fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String>;
+}
+
+/// The topics the processor reads and writes.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub household_events: String,
+    pub changelog: String,
+    pub dead_letter: String,
+    /// `dsr.eligibility.` — the program id follows.
+    pub eligibility_prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            household_events: "dsr.household-events".into(),
+            changelog: "dsr.household-changelog".into(),
+            dead_letter: "dsr.dead-letter".into(),
+            eligibility_prefix: "dsr.eligibility.".into(),
+        }
+    }
+}
+
+impl Topics {
+    pub fn eligibility(&self, program: &str) -> String {
+        format!("{}{program}", self.eligibility_prefix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Task(#[from] crate::task::TaskError),
+    #[error("the codec is not ready: {0}")]
+    Codec(String),
+    #[error("cannot encode an output: {0}")]
+    Encode(String),
+    #[error("cannot read the output fence of {partition}: {reason}")]
+    Fence {
+        partition: TopicPartition,
+        reason: String,
+    },
+    #[error("restoring partition {partition} from the changelog: record at offset {offset} is unreadable: {reason}")]
+    Restore {
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+}
+
+/// Counts, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub batches: u64,
+    pub events: u64,
+    pub produced: u64,
+    pub fenced: u64,
+    pub restored: u64,
+}
+
+struct Owned {
+    task: HouseholdTask<FjallPartition>,
+    /// Last source already in each exclusively written output partition, by topic.
+    fences: HashMap<String, Source>,
+}
+
+/// The household processor of one `dsr process` instance.
+pub struct HouseholdProcessor<L: Log, C: Codec> {
+    pub log: L,
+    pub codec: C,
+    pub state: FjallState,
+    pub model: PmtModel,
+    pub programs: Vec<Program>,
+    pub topics: Topics,
+    pub group: String,
+    pub batch_size: usize,
+    /// Events processed so far (for progress displays and tests; counts re-processing too).
+    pub progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
+    /// Runs until `stop` resolves (then leaves the group cleanly).
+    pub async fn run(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Stats, RunError> {
+        let mut member = self
+            .log
+            .join_group(&self.group, &[self.topics.household_events.as_str()])?;
+        let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
+        let mut stats = Stats::default();
+        tokio::pin!(stop);
+        loop {
+            let events = tokio::select! {
+                _ = &mut stop => break,
+                polled = member.poll(self.batch_size, Duration::from_millis(200)) => polled?,
+            };
+            for event in events {
+                match event {
+                    GroupEvent::Assigned(tps) => {
+                        for tp in tps {
+                            let o = self.take_over(&mut member, &tp, &mut stats).await?;
+                            owned.insert(tp.partition, o);
+                        }
+                    }
+                    GroupEvent::Revoked(tps) => {
+                        for tp in tps {
+                            owned.remove(&tp.partition);
+                            tracing::info!(partition = tp.partition, "partition revoked");
+                        }
+                    }
+                    GroupEvent::Records(records) => {
+                        let mut by_partition: BTreeMap<i32, Vec<dsr_log::ConsumedRecord>> =
+                            BTreeMap::new();
+                        for r in records {
+                            by_partition.entry(r.partition).or_default().push(r);
+                        }
+                        for (p, records) in by_partition {
+                            let Some(o) = owned.get_mut(&p) else { continue };
+                            let next = self.process(o, p, records, &mut stats).await?;
+                            if let Some(next) = next {
+                                member
+                                    .commit(&[(
+                                        TopicPartition::new(&self.topics.household_events, p),
+                                        next,
+                                    )])
+                                    .await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        member.leave().await?;
+        Ok(stats)
+    }
+
+    /// Opens (restoring if needed) a partition's state and reads its output fences.
+    async fn take_over(
+        &self,
+        member: &mut L::Member,
+        tp: &TopicPartition,
+        stats: &mut Stats,
+    ) -> Result<Owned, RunError> {
+        let p = tp.partition;
+        let state = self.state.partition(p as u32)?;
+        let committed = member.committed(std::slice::from_ref(tp)).await?[0].unwrap_or(0);
+        let local = state.next_offset()? as i64;
+        // No local state, or local state older than what the group has committed (this
+        // instance owned the partition before and another one moved it on since): the
+        // changelog has the current records. Local state at or past the committed offset is
+        // this instance's own latest and is kept.
+        if local == 0 || local < committed {
+            let restored = self.restore(&state, p, committed).await?;
+            stats.restored += restored;
+        }
+        let task = HouseholdTask::new(state, self.model.clone(), self.programs.clone())?;
+        let mut fences = HashMap::new();
+        let mut exclusive = vec![
+            self.topics.changelog.clone(),
+            self.topics.dead_letter.clone(),
+        ];
+        exclusive.extend(
+            self.programs
+                .iter()
+                .map(|pr| self.topics.eligibility(&pr.id)),
+        );
+        let mut reader = self.log.reader()?;
+        for topic in exclusive {
+            let out = TopicPartition::new(&topic, p);
+            let end = self.log.end_offset(&out).await?;
+            if end > self.log.beginning_offset(&out).await? {
+                // Without the fence, outputs written before a crash would be written again:
+                // not finding the last record is an error, never "no fence".
+                let last = reader
+                    .read(&out, end - 1, 1, Duration::from_secs(10))
+                    .await?;
+                let last = last.last().ok_or_else(|| RunError::Fence {
+                    partition: out.clone(),
+                    reason: format!("the record at offset {} could not be read", end - 1),
+                })?;
+                let src = last
+                    .header(SOURCE_HEADER)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(Source::parse)
+                    .ok_or_else(|| RunError::Fence {
+                        partition: out.clone(),
+                        reason: format!(
+                            "the record at offset {} has no readable {SOURCE_HEADER} header; \
+                             was it written by something other than dsr's household processor?",
+                            last.offset
+                        ),
+                    })?;
+                fences.insert(topic, src);
+            }
+        }
+        tracing::info!(
+            partition = p,
+            next_offset = task.next_offset(),
+            fences = fences.len(),
+            "partition taken over"
+        );
+        Ok(Owned { task, fences })
+    }
+
+    /// Rebuilds a partition's records from the compacted changelog. The input offset resumes
+    /// at the group's committed offset: events after it that the changelog already reflects are
+    /// recognised by the reducer (recent event ids) and change nothing.
+    async fn restore(
+        &self,
+        state: &FjallPartition,
+        p: i32,
+        resume_at: i64,
+    ) -> Result<u64, RunError> {
+        let tp = TopicPartition::new(&self.topics.changelog, p);
+        let end = self.log.end_offset(&tp).await?;
+        let mut from = self.log.beginning_offset(&tp).await?;
+        if from >= end {
+            return Ok(0);
+        }
+        let mut reader = self.log.reader()?;
+        let mut latest: HashMap<Vec<u8>, Household> = HashMap::new();
+        while from < end {
+            let batch = reader
+                .read(&tp, from, 10_000, Duration::from_secs(5))
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for r in &batch {
+                if r.offset >= end {
+                    break;
+                }
+                let (Some(key), Some(value)) = (&r.key, &r.value) else {
+                    continue;
+                };
+                let h = self
+                    .codec
+                    .decode_household(value)
+                    .map_err(|reason| RunError::Restore {
+                        partition: p,
+                        offset: r.offset,
+                        reason,
+                    })?;
+                latest.insert(key.clone(), h);
+            }
+            from = batch.last().map(|r| r.next_offset()).unwrap_or(end);
+        }
+        let n = latest.len() as u64;
+        state.clear()?;
+        state.commit(&StateBatch {
+            households: latest.values().collect(),
+            parked: vec![],
+            next_offset: resume_at.max(0) as u64,
+        })?;
+        tracing::info!(
+            partition = p,
+            households = n,
+            resume_at,
+            "partition restored from the changelog"
+        );
+        Ok(n)
+    }
+
+    /// Processes one partition's records; returns the offset to commit to the group.
+    async fn process(
+        &self,
+        o: &mut Owned,
+        p: i32,
+        records: Vec<dsr_log::ConsumedRecord>,
+        stats: &mut Stats,
+    ) -> Result<Option<i64>, RunError> {
+        let next = o.task.next_offset() as i64;
+        let records: Vec<_> = records.into_iter().filter(|r| r.offset >= next).collect();
+        let Some(first) = records.first() else {
+            return Ok(None);
+        };
+        if first.offset > next {
+            tracing::warn!(
+                partition = p,
+                from = next,
+                to = first.offset,
+                "records missing from the log (retention?); skipping ahead"
+            );
+            o.task.skip_to(first.offset as u64);
+        }
+        let first_offset = first.offset as u64;
+        // Consecutive offsets; a hole (should not happen on a delete-policy topic) is `None`.
+        let last_offset = records
+            .last()
+            .map(|r| r.offset as u64)
+            .unwrap_or(first_offset);
+        let mut events: Vec<Option<Event>> = vec![None; (last_offset - first_offset + 1) as usize];
+        let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
+        self.codec.prepare(&values).await.map_err(RunError::Codec)?;
+        let mut dead: Vec<(Source, Record)> = Vec::new();
+        for r in &records {
+            let i = (r.offset as u64 - first_offset) as usize;
+            match r.value.as_deref().map(|v| self.codec.decode_event(v)) {
+                Some(Ok(e)) => events[i] = Some(e),
+                Some(Err(reason)) => dead.push((
+                    Source {
+                        offset: r.offset as u64,
+                        seq: 0,
+                    },
+                    dead_letter(
+                        r.key.clone(),
+                        r.value.clone().unwrap_or_default(),
+                        &reason,
+                        &r.topic,
+                        p,
+                        r.offset,
+                    ),
+                )),
+                None => {}
+            }
+        }
+        let out = o.task.process_batch(first_offset, &events)?;
+        stats.events += out.events;
+        self.progress
+            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.produce(o, p, &out, dead, &records, stats).await?;
+        let next = out.next_offset as i64;
+        o.task.commit(out)?;
+        stats.batches += 1;
+        Ok(Some(next))
+    }
+
+    async fn produce(
+        &self,
+        o: &mut Owned,
+        p: i32,
+        out: &BatchOutput,
+        mut dead: Vec<(Source, Record)>,
+        inputs: &[dsr_log::ConsumedRecord],
+        stats: &mut Stats,
+    ) -> Result<(), RunError> {
+        let mut by_topic: BTreeMap<String, Vec<(Source, Record)>> = BTreeMap::new();
+        let enc = RunError::Encode;
+        for output in &out.outputs {
+            let (topic, source, record) = match output {
+                Output::Changelog {
+                    household_id,
+                    source,
+                } => {
+                    let h = &out.changed[household_id];
+                    let value = self.codec.encode_household(h).map_err(enc)?;
+                    (
+                        self.topics.changelog.clone(),
+                        *source,
+                        Record::new(household_id.as_str(), value).with_partition(p),
+                    )
+                }
+                Output::Eligibility { change, source } => {
+                    let value = self.codec.encode_change(change).map_err(enc)?;
+                    (
+                        self.topics.eligibility(&change.program_id),
+                        *source,
+                        Record::new(change.household_id.as_str(), value)
+                            .with_partition(p)
+                            .with_header("dsr-change-id", change.change_id.to_string()),
+                    )
+                }
+                Output::Derived { event, source } => {
+                    let value = self.codec.encode_event(event).map_err(enc)?;
+                    let key = event
+                        .envelope
+                        .household_id
+                        .as_ref()
+                        .map(|h| h.as_str().to_owned())
+                        .unwrap_or_default();
+                    (
+                        self.topics.household_events.clone(),
+                        *source,
+                        Record::new(key, value),
+                    )
+                }
+                Output::DeadLetter {
+                    offset,
+                    reason,
+                    source,
+                    ..
+                } => {
+                    let input = inputs.iter().find(|r| r.offset as u64 == *offset);
+                    let (key, value) = input
+                        .map(|r| (r.key.clone(), r.value.clone().unwrap_or_default()))
+                        .unwrap_or((None, Vec::new()));
+                    dead.push((
+                        *source,
+                        dead_letter(
+                            key,
+                            value,
+                            reason,
+                            &self.topics.household_events,
+                            p,
+                            *offset as i64,
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            by_topic
+                .entry(topic)
+                .or_default()
+                .push((source, record.with_header(SOURCE_HEADER, source.header())));
+        }
+        dead.sort_by_key(|(s, _)| *s);
+        for (s, r) in dead {
+            by_topic
+                .entry(self.topics.dead_letter.clone())
+                .or_default()
+                .push((
+                    s,
+                    r.with_partition(p).with_header(SOURCE_HEADER, s.header()),
+                ));
+        }
+        // Two phases: eligibility changes, dead letters and derived events are acknowledged
+        // before the changelog is written. A processor that restores a partition from the
+        // changelog treats the events a household already reflects as done, so whatever those
+        // events produced must already be in the log.
+        let changelog = by_topic.remove(&self.topics.changelog);
+        let phases = [
+            by_topic,
+            changelog
+                .map(|c| BTreeMap::from([(self.topics.changelog.clone(), c)]))
+                .unwrap_or_default(),
+        ];
+        for phase in phases {
+            let mut sends = Vec::new();
+            for (topic, records) in phase {
+                let fence = o.fences.get(&topic).copied();
+                let before = records.len();
+                let keep: Vec<Record> = records
+                    .into_iter()
+                    .filter(|(s, _)| fence.is_none_or(|f| *s > f))
+                    .map(|(_, r)| r)
+                    .collect();
+                stats.fenced += (before - keep.len()) as u64;
+                if keep.is_empty() {
+                    continue;
+                }
+                stats.produced += keep.len() as u64;
+                sends.push(async move { self.log.append(&topic, keep).await });
+            }
+            for result in futures_util::future::join_all(sends).await {
+                result?;
+            }
+        }
+        // A fence is needed until the input has passed its offset: a replayed range can come
+        // back in smaller batches than the ones that first produced it.
+        o.fences.retain(|_, f| f.offset >= out.next_offset);
+        Ok(())
+    }
+}
+
+fn dead_letter(
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    reason: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Record {
+    let mut r = Record {
+        key,
+        value: Some(value),
+        ..Record::default()
+    };
+    r = r
+        .with_header(REASON_HEADER, reason.as_bytes().to_vec())
+        .with_header(ORIGIN_TOPIC_HEADER, topic.as_bytes().to_vec())
+        .with_header(ORIGIN_PARTITION_HEADER, partition.to_string())
+        .with_header(ORIGIN_OFFSET_HEADER, offset.to_string());
+    r
+}

@@ -1,0 +1,389 @@
+//! The household task: a pure fold of a batch of events over the partition's state, with the
+//! outputs it must produce. No I/O except through the state port.
+
+use dsr_core::eligibility::Program;
+use dsr_core::reducer::{target_household, ApplyError};
+use dsr_core::{process, Context, EligibilityChange, Event, Household, HouseholdId, PmtModel};
+use dsr_store::{PartitionState, StateBatch, StoreError};
+use std::collections::HashMap;
+
+/// Where an output came from: the input offset and the output's number among that input's
+/// outputs. Carried as the `dsr-src` header; the fence on restart compares these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Source {
+    pub offset: u64,
+    pub seq: u32,
+}
+
+impl Source {
+    /// The header form, `offset:seq`.
+    pub fn header(&self) -> String {
+        format!("{}:{}", self.offset, self.seq)
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        let (o, q) = s.split_once(':')?;
+        Some(Source {
+            offset: o.parse().ok()?,
+            seq: q.parse().ok()?,
+        })
+    }
+}
+
+/// One record the batch must produce.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// The household's latest record in this batch (in [`BatchOutput::changed`]), to the
+    /// compacted changelog: one per household per batch, tagged with the source of the last
+    /// event that changed it (a compacted topic keeps only the last record per key anyway).
+    Changelog {
+        household_id: HouseholdId,
+        source: Source,
+    },
+    /// An eligibility change, to the program's topic.
+    Eligibility {
+        change: EligibilityChange,
+        source: Source,
+    },
+    /// A derived event for another household (the receiving side of a move), to
+    /// `dsr.household-events`.
+    Derived { event: Box<Event>, source: Source },
+    /// An event that cannot be applied: to the dead-letter topic with the reason.
+    DeadLetter {
+        offset: u64,
+        household_id: Option<HouseholdId>,
+        reason: String,
+        source: Source,
+    },
+}
+
+/// What one batch did: the outputs in input order, and the state to commit after they are
+/// acknowledged.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    pub outputs: Vec<Output>,
+    /// Households changed by the batch (their latest record).
+    pub changed: HashMap<HouseholdId, Household>,
+    /// The source of the last event that changed each household (the changelog record's).
+    pub last_change: HashMap<HouseholdId, Source>,
+    /// The offset after the batch's last event.
+    pub next_offset: u64,
+    /// Parked events by household, for every household the batch touched (written whole).
+    pub parked: HashMap<HouseholdId, Vec<Event>>,
+    pub events: u64,
+    pub duplicates: u64,
+    /// Households whose parked list changed (only those are written).
+    pub parked_dirty: std::collections::HashSet<HouseholdId>,
+    /// Events parked / taken out of parking in this batch.
+    pub parked_now: u64,
+    pub unparked: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the batch starts at offset {got}, but partition {partition} expects {expected}; the runner must read from the state's next offset")]
+    OutOfOrder {
+        partition: u32,
+        expected: u64,
+        got: u64,
+    },
+}
+
+/// One partition's household processor.
+///
+/// It keeps a read cache of the records it has seen (the store stays the durable truth: the
+/// cache only ever holds what was committed), and the set of households with parked events,
+/// so the hot path reads the store only for households it has not seen yet.
+pub struct HouseholdTask<S: PartitionState> {
+    state: S,
+    model: PmtModel,
+    programs: Vec<Program>,
+    next_offset: u64,
+    cache: HashMap<HouseholdId, Option<Household>>,
+    cache_capacity: usize,
+    with_parked: std::collections::HashSet<HouseholdId>,
+}
+
+/// Records cached per task by default (~2 KB each).
+pub const DEFAULT_CACHE_CAPACITY: usize = 200_000;
+
+impl<S: PartitionState> HouseholdTask<S> {
+    pub fn new(state: S, model: PmtModel, programs: Vec<Program>) -> Result<Self, TaskError> {
+        let next_offset = state.next_offset()?;
+        let with_parked = state.parked_households()?.into_iter().collect();
+        Ok(HouseholdTask {
+            state,
+            model,
+            programs,
+            next_offset,
+            cache: HashMap::new(),
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            with_parked,
+        })
+    }
+
+    /// The input offset to read from next.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Moves past records the log no longer has (retention); committed with the next batch.
+    pub fn skip_to(&mut self, offset: u64) {
+        if offset > self.next_offset {
+            self.next_offset = offset;
+        }
+    }
+
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Processes `events` (consecutive input records starting at `first_offset`; `None` marks
+    /// a record that could not be decoded, already dead-lettered by the caller) without
+    /// committing anything.
+    pub fn process_batch(
+        &mut self,
+        first_offset: u64,
+        events: &[Option<Event>],
+    ) -> Result<BatchOutput, TaskError> {
+        if first_offset != self.next_offset {
+            return Err(TaskError::OutOfOrder {
+                partition: self.state.partition(),
+                expected: self.next_offset,
+                got: first_offset,
+            });
+        }
+        let ctx = Context {
+            model: &self.model,
+            programs: &self.programs,
+        };
+        let mut out = BatchOutput {
+            next_offset: first_offset + events.len() as u64,
+            ..BatchOutput::default()
+        };
+        let mut cache: HashMap<HouseholdId, Option<Household>> = HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            let offset = first_offset + i as u64;
+            let Some(event) = event else { continue };
+            out.events += 1;
+            let mut seq = 0u32;
+            let Some(hid) = target_household(event).cloned() else {
+                out.outputs.push(Output::DeadLetter {
+                    offset,
+                    household_id: None,
+                    reason: format!(
+                        "a {} event on the household topic names no household",
+                        event.event_type()
+                    ),
+                    source: Source { offset, seq },
+                });
+                continue;
+            };
+            if !cache.contains_key(&hid) {
+                // Taken out of the task's cache (the store still has the committed record if the
+                // batch is abandoned); `commit` puts the new record back.
+                let loaded = match self.cache.remove(&hid) {
+                    Some(h) => h,
+                    None => self.state.get(&hid)?,
+                };
+                cache.insert(hid.clone(), loaded);
+            }
+            if !out.parked.contains_key(&hid) {
+                let parked = if self.with_parked.contains(&hid) {
+                    self.state.parked(&hid)?
+                } else {
+                    Vec::new()
+                };
+                out.parked.insert(hid.clone(), parked);
+            }
+            let slot = cache.get_mut(&hid).expect("inserted above");
+            match self.apply_one(slot, event, offset, &mut seq, &ctx, &mut out) {
+                Ok(true) => {
+                    // The household changed: events parked for it may apply now.
+                    self.retry_parked(&hid, slot, offset, &mut seq, &ctx, &mut out);
+                }
+                Ok(false) => {}
+                Err(e) if waits_for_something(&e) => {
+                    let parked = out.parked.get_mut(&hid).expect("loaded above");
+                    parked.push(event.clone());
+                    out.parked_now += 1;
+                    out.parked_dirty.insert(hid.clone());
+                    if parked.len() > MAX_PARKED_PER_HOUSEHOLD {
+                        let oldest = parked.remove(0);
+                        out.outputs.push(Output::DeadLetter {
+                            offset,
+                            household_id: Some(hid.clone()),
+                            reason: format!(
+                                "event {} waited too long ({} later events for the same household also wait): {}",
+                                oldest.envelope.event_id, MAX_PARKED_PER_HOUSEHOLD, e
+                            ),
+                            source: next(offset, &mut seq),
+                        });
+                    }
+                }
+                Err(e) => out.outputs.push(Output::DeadLetter {
+                    offset,
+                    household_id: Some(hid.clone()),
+                    reason: e.to_string(),
+                    source: next(offset, &mut seq),
+                }),
+            }
+        }
+        // One changelog record per changed household, in the order of their last change, so
+        // the changelog partition's sources only ever increase (the fence relies on it).
+        let mut last: Vec<(Source, HouseholdId)> = out
+            .last_change
+            .iter()
+            .map(|(h, s)| (*s, h.clone()))
+            .collect();
+        last.sort();
+        for (source, household_id) in last {
+            if let Some(Some(h)) = cache.remove(&household_id) {
+                out.changed.insert(household_id.clone(), h);
+            }
+            out.outputs.push(Output::Changelog {
+                household_id,
+                source,
+            });
+        }
+        // Unchanged households go back to the task's cache as they were.
+        for (hid, h) in cache {
+            self.cache.insert(hid, h);
+        }
+        Ok(out)
+    }
+
+    /// Applies one event; `Ok(true)` when the household changed.
+    fn apply_one(
+        &self,
+        slot: &mut Option<Household>,
+        event: &Event,
+        offset: u64,
+        seq: &mut u32,
+        ctx: &Context,
+        out: &mut BatchOutput,
+    ) -> Result<bool, ApplyError> {
+        let p = process(slot, event, ctx)?;
+        if p.duplicate {
+            out.duplicates += 1;
+            return Ok(false);
+        }
+        let hid = &slot
+            .as_ref()
+            .expect("a processed event leaves a household")
+            .household_id;
+        for effect in &p.effects {
+            out.outputs.push(Output::Derived {
+                event: Box::new(effect.to_event(event)),
+                source: next(offset, seq),
+            });
+        }
+        for change in p.changes {
+            out.outputs.push(Output::Eligibility {
+                change,
+                source: next(offset, seq),
+            });
+        }
+        let source = next(offset, seq);
+        match out.last_change.get_mut(hid) {
+            Some(s) => *s = source,
+            None => {
+                out.last_change.insert(hid.clone(), source);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies parked events of `hid` that fit now, oldest first, until none does.
+    fn retry_parked(
+        &self,
+        hid: &HouseholdId,
+        slot: &mut Option<Household>,
+        offset: u64,
+        seq: &mut u32,
+        ctx: &Context,
+        out: &mut BatchOutput,
+    ) {
+        loop {
+            let waiting = std::mem::take(out.parked.get_mut(hid).expect("loaded before"));
+            if waiting.is_empty() {
+                return;
+            }
+            let before = waiting.len();
+            let mut still = Vec::with_capacity(before);
+            for e in waiting {
+                match self.apply_one(slot, &e, offset, seq, ctx, out) {
+                    Ok(_) => out.unparked += 1,
+                    Err(err) if waits_for_something(&err) => still.push(e),
+                    Err(err) => out.outputs.push(Output::DeadLetter {
+                        offset,
+                        household_id: Some(hid.clone()),
+                        reason: format!("parked event {}: {err}", e.envelope.event_id),
+                        source: next(offset, seq),
+                    }),
+                }
+            }
+            let progressed = still.len() < before;
+            if still.len() != before {
+                out.parked_dirty.insert(hid.clone());
+            }
+            *out.parked.get_mut(hid).expect("loaded before") = still;
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Writes the batch's state and offset (after its outputs are acknowledged).
+    pub fn commit(&mut self, batch: BatchOutput) -> Result<(), TaskError> {
+        self.state.commit(&StateBatch {
+            households: batch.changed.values().collect(),
+            parked: batch
+                .parked
+                .iter()
+                .filter(|(h, _)| batch.parked_dirty.contains(*h))
+                .map(|(h, events)| (h, events.as_slice()))
+                .collect(),
+            next_offset: batch.next_offset,
+        })?;
+        self.next_offset = batch.next_offset;
+        // Only now, with the batch on disk, does the cache take its records.
+        if self.cache.len() + batch.changed.len() > self.cache_capacity {
+            self.cache.clear();
+        }
+        for hid in &batch.parked_dirty {
+            match batch.parked.get(hid) {
+                Some(list) if !list.is_empty() => {
+                    self.with_parked.insert(hid.clone());
+                }
+                _ => {
+                    self.with_parked.remove(hid);
+                }
+            }
+        }
+        for (hid, h) in batch.changed {
+            self.cache.insert(hid, Some(h));
+        }
+        Ok(())
+    }
+}
+
+/// At most this many events wait per household; beyond it the oldest is dead-lettered, so a
+/// household that never appears cannot grow the state without bound.
+pub const MAX_PARKED_PER_HOUSEHOLD: usize = 100;
+
+/// Errors that a later event can resolve: the household or the member is not known *yet*.
+fn waits_for_something(e: &ApplyError) -> bool {
+    matches!(
+        e,
+        ApplyError::UnknownHousehold { .. } | ApplyError::UnknownPerson { .. }
+    )
+}
+
+fn next(offset: u64, seq: &mut u32) -> Source {
+    let s = Source { offset, seq: *seq };
+    *seq += 1;
+    s
+}

@@ -1,0 +1,59 @@
+//! Household records in the store: a format byte, then postcard (a compact binary serde
+//! format). The byte lets a later release change the encoding and still read old records.
+
+use crate::port::StoreError;
+use dsr_core::Household;
+
+const FORMAT_POSTCARD_V1: u8 = 1;
+
+pub fn encode(h: &Household) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![FORMAT_POSTCARD_V1];
+    let body = postcard::to_stdvec(h)
+        .map_err(|e| StoreError::Backend(format!("encoding household {}: {e}", h.household_id)))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Household, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_POSTCARD_V1, body)) => {
+            postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
+                what: "household record".into(),
+                message: e.to_string(),
+            })
+        }
+        Some((other, _)) => Err(StoreError::Corrupt {
+            what: "household record".into(),
+            message: format!("unknown format byte {other}; written by a newer dsr?"),
+        }),
+        None => Err(StoreError::Corrupt {
+            what: "household record".into(),
+            message: "empty value".into(),
+        }),
+    }
+}
+
+/// Parked events are rare; they are kept as JSON lines (the events' own JSON form), which the
+/// event types support fully (their envelope is flattened, which binary formats cannot do).
+pub fn encode_events(events: &[dsr_core::Event]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    for e in events {
+        serde_json::to_writer(&mut out, e)
+            .map_err(|e| StoreError::Backend(format!("encoding a parked event: {e}")))?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+pub fn decode_events(bytes: &[u8]) -> Result<Vec<dsr_core::Event>, StoreError> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l).map_err(|e| StoreError::Corrupt {
+                what: "parked event".into(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}

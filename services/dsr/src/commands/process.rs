@@ -1,0 +1,98 @@
+//! `dsr process --bootstrap HOST:PORT --schema-registry URL`: the household processor on a
+//! Kafka cluster. Instances started with the same `--group` share the partitions.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dsr_core::eligibility::Program;
+use dsr_core::PmtModel;
+use dsr_log::{KafkaConfig, KafkaLog};
+use dsr_pipeline::codec::{register, WireCodec};
+use dsr_pipeline::runner::{HouseholdProcessor, Topics};
+use dsr_schema_registry::RegistryClient;
+use dsr_store::FjallState;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct Process {
+    /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "DSR_BOOTSTRAP")]
+    bootstrap: String,
+    /// Confluent Schema Registry API (dsr's own, from `dsr up`, or yours).
+    #[arg(long, env = "DSR_SCHEMA_REGISTRY")]
+    schema_registry: String,
+    /// Consumer group; instances in one group share the partitions.
+    #[arg(long, default_value = "dsr-household-processor")]
+    group: String,
+    /// Where this instance keeps the state of the partitions it owns.
+    #[arg(long, default_value = "dsr-data/processor")]
+    state_dir: PathBuf,
+    /// Program definitions.
+    #[arg(long, default_value = "programs")]
+    programs: PathBuf,
+    /// Need-score model (default: the shipped one).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Records per batch (one produce + one synced state write per batch and partition).
+    #[arg(long, default_value_t = 2000)]
+    batch_size: usize,
+}
+
+impl Process {
+    pub fn run(self) -> Result<()> {
+        let model = match &self.model {
+            Some(p) => PmtModel::from_toml(&std::fs::read_to_string(p)?)
+                .with_context(|| format!("loading model {}", p.display()))?,
+            None => PmtModel::default_model(),
+        };
+        let mut programs: Vec<Program> = Vec::new();
+        for (path, loaded) in super::programs::load_dir(&self.programs)? {
+            programs.push(loaded.with_context(|| format!("loading {}", path.display()))?);
+        }
+        programs.sort_by(|a, b| a.id.cmp(&b.id));
+        std::fs::create_dir_all(&self.state_dir)?;
+        let state = FjallState::open(&self.state_dir)?;
+        let topics = Topics::default();
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            let client = RegistryClient::new(&self.schema_registry);
+            let eligibility: Vec<String> =
+                programs.iter().map(|p| topics.eligibility(&p.id)).collect();
+            let eligibility: Vec<&str> = eligibility.iter().map(String::as_str).collect();
+            let ids = register(
+                &client,
+                &[topics.household_events.as_str()],
+                &topics.changelog,
+                &eligibility,
+            )
+            .await
+            .context("registering dsr's schemas")?;
+            let log = KafkaLog::new(KafkaConfig::new(&self.bootstrap))?;
+            let processor = HouseholdProcessor {
+                log,
+                codec: WireCodec::new(ids).with_registry(client.clone()),
+                state,
+                model,
+                programs,
+                topics,
+                group: self.group.clone(),
+                batch_size: self.batch_size,
+                progress: Default::default(),
+            };
+            eprintln!(
+                "dsr process: group {} on {}; state in {}",
+                self.group,
+                self.bootstrap,
+                self.state_dir.display()
+            );
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let stats = processor.run(stop).await?;
+            eprintln!(
+                "dsr process: stopped after {} events in {} batches",
+                stats.events, stats.batches
+            );
+            anyhow::Ok(())
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! `dsr`: the one binary. Each subcommand lives in `commands/`; this file only parses the
+//! command line, sets up logging, and turns errors into a message and an exit code.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// dsr — the event-streaming dynamic social registry.
+///
+/// Source systems publish life events (births, deaths, moves, income changes, shocks); dsr keeps
+/// every household's record and need score current and tells programs who entered, changed or
+/// left their eligibility.
+#[derive(Parser)]
+#[command(name = "dsr", version, about, long_about)]
+struct Cli {
+    /// Log filter (tracing syntax), e.g. `info`, `dsr=debug`. Logs never contain personal data.
+    #[arg(long, env = "DSR_LOG", default_value = "warn", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check and document the Avro event contracts in `schemas/`.
+    #[command(subcommand)]
+    Schemas(commands::schemas::Schemas),
+    /// Generate a synthetic population and a year of life events (deterministic from a seed).
+    Generate(commands::generate::Generate),
+    /// Score one household with the need-score model and explain the score.
+    Score(commands::score::Score),
+    /// Check program definition files (rules, benefit formulas, allowed fields).
+    #[command(subcommand)]
+    Programs(commands::programs::Programs),
+    /// Create and check the Kafka topics declared in `topics/`.
+    #[command(subcommand)]
+    Topics(commands::topics::Topics),
+    /// Run the household processor on a Kafka cluster.
+    Process(commands::process::Process),
+    /// Publish life events from a JSON-lines file to a topic, as Avro in wire format.
+    Publish(commands::publish::Publish),
+    /// Show a topic's records decoded to JSON lines (for debugging; shows personal data).
+    Tail(commands::tail::Tail),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Schemas(c) => c.run(),
+        Command::Generate(c) => c.run(),
+        Command::Score(c) => c.run(),
+        Command::Programs(c) => c.run(),
+        Command::Topics(c) => c.run(),
+        Command::Process(c) => c.run(),
+        Command::Publish(c) => c.run(),
+        Command::Tail(c) => c.run(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
