@@ -96,6 +96,8 @@ pub const FILES: &[(&str, &str)] = embed!(
     "ProgramStatus",
     "HouseholdRecord",
     "EligibilityChange",
+    // The household processor's internal state changelog.
+    "ParkedEvents",
 );
 
 /// Why a set of schema files could not be loaded.
@@ -390,6 +392,20 @@ pub fn eligibility_change_schema() -> &'static Schema {
     current()
         .eligibility_change()
         .expect("the embedded schemas define EligibilityChange (a dsr-contracts test checks it)")
+}
+
+/// The `ParkedEvents` schema (embedded): the value of `dsr.household-parked`, the changelog
+/// of the events a household processor keeps waiting. Self-contained (it uses no named type).
+pub fn parked_events_schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let json = FILES
+            .iter()
+            .find(|(name, _)| *name == "ParkedEvents")
+            .map(|(_, json)| *json)
+            .expect("ParkedEvents.avsc is embedded");
+        Schema::parse_str(json).expect("ParkedEvents.avsc parses (a dsr-contracts test checks it)")
+    })
 }
 
 /// Loads every `*.avsc` file in `dir` (not its sub-directories), e.g. `schemas/released/v1`.

@@ -10,7 +10,7 @@
 
 use crate::task::{BatchOutput, HouseholdTask, Output, Source};
 use dsr_core::eligibility::Program;
-use dsr_core::{EligibilityChange, Event, Household, PmtModel};
+use dsr_core::{EligibilityChange, Event, Household, HouseholdId, PmtModel};
 use dsr_log::{GroupEvent, GroupMember, Log, LogError, PartitionReader, Record, TopicPartition};
 use dsr_store::fjall_state::FjallPartition;
 use dsr_store::{FjallState, PartitionState, StateBatch, StoreError};
@@ -42,6 +42,9 @@ pub trait Codec: Send + Sync {
     fn encode_household(&self, household: &Household) -> Result<Vec<u8>, String>;
     fn decode_household(&self, bytes: &[u8]) -> Result<Household, String>;
     fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String>;
+    /// A household's waiting list (the `dsr.household-parked` value) and back.
+    fn encode_parked(&self, household: &HouseholdId, events: &[Event]) -> Result<Vec<u8>, String>;
+    fn decode_parked(&self, bytes: &[u8]) -> Result<(HouseholdId, Vec<Event>), String>;
 }
 
 /// The topics the processor reads and writes.
@@ -49,6 +52,8 @@ pub trait Codec: Send + Sync {
 pub struct Topics {
     pub household_events: String,
     pub changelog: String,
+    /// The changelog of the events waiting for a household (compacted).
+    pub parked: String,
     pub dead_letter: String,
     /// `dsr.eligibility.` — the program id follows.
     pub eligibility_prefix: String,
@@ -59,6 +64,7 @@ impl Default for Topics {
         Topics {
             household_events: "dsr.household-events".into(),
             changelog: "dsr.household-changelog".into(),
+            parked: "dsr.household-parked".into(),
             dead_letter: "dsr.dead-letter".into(),
             eligibility_prefix: "dsr.eligibility.".into(),
         }
@@ -88,8 +94,9 @@ pub enum RunError {
         partition: TopicPartition,
         reason: String,
     },
-    #[error("restoring partition {partition} from the changelog: record at offset {offset} is unreadable: {reason}")]
+    #[error("restoring partition {partition} from {topic}: record at offset {offset} is unreadable: {reason}")]
     Restore {
+        topic: String,
         partition: i32,
         offset: i64,
         reason: String,
@@ -206,6 +213,7 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         let mut fences = HashMap::new();
         let mut exclusive = vec![
             self.topics.changelog.clone(),
+            self.topics.parked.clone(),
             self.topics.dead_letter.clone(),
         ];
         exclusive.extend(
@@ -251,63 +259,110 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         Ok(Owned { task, fences })
     }
 
-    /// Rebuilds a partition's records from the compacted changelog. The input offset resumes
-    /// at the group's committed offset: events after it that the changelog already reflects are
-    /// recognised by the reducer (recent event ids) and change nothing.
+    /// Rebuilds a partition's records and waiting events from the compacted changelogs. The
+    /// input offset resumes at the group's committed offset: events after it that the
+    /// changelog already reflects are recognised by the reducer (recent event ids) and change
+    /// nothing.
     async fn restore(
         &self,
         state: &FjallPartition,
         p: i32,
         resume_at: i64,
     ) -> Result<u64, RunError> {
-        let tp = TopicPartition::new(&self.topics.changelog, p);
-        let end = self.log.end_offset(&tp).await?;
-        let mut from = self.log.beginning_offset(&tp).await?;
-        if from >= end {
-            return Ok(0);
-        }
-        let mut reader = self.log.reader()?;
-        let mut latest: HashMap<Vec<u8>, Household> = HashMap::new();
-        while from < end {
-            let batch = reader
-                .read(&tp, from, 10_000, Duration::from_secs(5))
-                .await?;
-            if batch.is_empty() {
-                break;
-            }
-            for r in &batch {
-                if r.offset >= end {
-                    break;
-                }
-                let (Some(key), Some(value)) = (&r.key, &r.value) else {
-                    continue;
-                };
-                let h = self
-                    .codec
-                    .decode_household(value)
-                    .map_err(|reason| RunError::Restore {
-                        partition: p,
-                        offset: r.offset,
-                        reason,
-                    })?;
-                latest.insert(key.clone(), h);
-            }
-            from = batch.last().map(|r| r.next_offset()).unwrap_or(end);
-        }
-        let n = latest.len() as u64;
+        let mut households: HashMap<Vec<u8>, Household> = HashMap::new();
+        self.read_compacted(&self.topics.changelog, p, |offset, key, value| {
+            let Some(value) = value else {
+                households.remove(key);
+                return Ok(());
+            };
+            let h = self
+                .codec
+                .decode_household(value)
+                .map_err(|reason| RunError::Restore {
+                    topic: self.topics.changelog.clone(),
+                    partition: p,
+                    offset,
+                    reason,
+                })?;
+            households.insert(key.to_vec(), h);
+            Ok(())
+        })
+        .await?;
+        let mut parked: HashMap<Vec<u8>, (HouseholdId, Vec<Event>)> = HashMap::new();
+        self.read_compacted(&self.topics.parked, p, |offset, key, value| {
+            let Some(value) = value else {
+                parked.remove(key);
+                return Ok(());
+            };
+            let list = self
+                .codec
+                .decode_parked(value)
+                .map_err(|reason| RunError::Restore {
+                    topic: self.topics.parked.clone(),
+                    partition: p,
+                    offset,
+                    reason,
+                })?;
+            parked.insert(key.to_vec(), list);
+            Ok(())
+        })
+        .await?;
+        let n = households.len() as u64;
         state.clear()?;
         state.commit(&StateBatch {
-            households: latest.values().collect(),
-            parked: vec![],
+            households: households.values().collect(),
+            parked: parked
+                .values()
+                .filter(|(_, events)| !events.is_empty())
+                .map(|(h, events)| (h, events.as_slice()))
+                .collect(),
             next_offset: resume_at.max(0) as u64,
         })?;
         tracing::info!(
             partition = p,
             households = n,
+            households_with_parked_events = parked.len(),
             resume_at,
             "partition restored from the changelog"
         );
         Ok(n)
+    }
+
+    /// Calls `f(offset, key, value)` for every keyed record of partition `p` of a compacted
+    /// topic, in order, up to its end offset as of now (`None`: a tombstone).
+    async fn read_compacted(
+        &self,
+        topic: &str,
+        p: i32,
+        mut f: impl FnMut(i64, &[u8], Option<&[u8]>) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        let tp = TopicPartition::new(topic, p);
+        let end = self.log.end_offset(&tp).await?;
+        let mut from = self.log.beginning_offset(&tp).await?;
+        let mut reader = self.log.reader()?;
+        while from < end {
+            let batch = reader
+                .read(&tp, from, 10_000, Duration::from_secs(5))
+                .await?;
+            if batch.is_empty() {
+                return Err(RunError::Restore {
+                    topic: topic.to_owned(),
+                    partition: p,
+                    offset: from,
+                    reason: format!("no record could be read before the end offset {end}"),
+                });
+            }
+            for r in &batch {
+                if r.offset >= end {
+                    break;
+                }
+                if let Some(key) = &r.key {
+                    f(r.offset, key, r.value.as_deref())?;
+                }
+            }
+            from = batch.last().map(|r| r.next_offset()).unwrap_or(end);
+        }
+        Ok(())
     }
 
     /// Processes one partition's records; returns the offset to commit to the group.
@@ -399,6 +454,30 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                         Record::new(household_id.as_str(), value).with_partition(p),
                     )
                 }
+                Output::Parked {
+                    household_id,
+                    source,
+                } => {
+                    let events = out
+                        .parked
+                        .get(household_id)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    let record = if events.is_empty() {
+                        Record::tombstone(household_id.as_str())
+                    } else {
+                        let value = self
+                            .codec
+                            .encode_parked(household_id, events)
+                            .map_err(enc)?;
+                        Record::new(household_id.as_str(), value)
+                    };
+                    (
+                        self.topics.parked.clone(),
+                        *source,
+                        record.with_partition(p),
+                    )
+                }
                 Output::Eligibility { change, source } => {
                     let value = self.codec.encode_change(change).map_err(enc)?;
                     (
@@ -463,16 +542,16 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                 ));
         }
         // Two phases: eligibility changes, dead letters and derived events are acknowledged
-        // before the changelog is written. A processor that restores a partition from the
+        // before the state changelogs (records, waiting events) are written. A processor that restores a partition from the
         // changelog treats the events a household already reflects as done, so whatever those
         // events produced must already be in the log.
-        let changelog = by_topic.remove(&self.topics.changelog);
-        let phases = [
-            by_topic,
-            changelog
-                .map(|c| BTreeMap::from([(self.topics.changelog.clone(), c)]))
-                .unwrap_or_default(),
-        ];
+        let mut state_changelogs = BTreeMap::new();
+        for topic in [&self.topics.changelog, &self.topics.parked] {
+            if let Some(records) = by_topic.remove(topic) {
+                state_changelogs.insert(topic.clone(), records);
+            }
+        }
+        let phases = [by_topic, state_changelogs];
         for phase in phases {
             let mut sends = Vec::new();
             for (topic, records) in phase {

@@ -48,6 +48,12 @@ pub enum Output {
     /// A derived event for another household (the receiving side of a move), to
     /// `dsr.household-events`.
     Derived { event: Box<Event>, source: Source },
+    /// The household's waiting list changed (in [`BatchOutput::parked`]; empty: a
+    /// tombstone), to `dsr.household-parked`: one per household per batch, like the changelog.
+    Parked {
+        household_id: HouseholdId,
+        source: Source,
+    },
     /// An event that cannot be applied: to the dead-letter topic with the reason.
     DeadLetter {
         offset: u64,
@@ -72,8 +78,10 @@ pub struct BatchOutput {
     pub parked: HashMap<HouseholdId, Vec<Event>>,
     pub events: u64,
     pub duplicates: u64,
-    /// Households whose parked list changed (only those are written).
+    /// Households whose parked list changed (only those are written), with the source of
+    /// the last change (the `dsr.household-parked` record's).
     pub parked_dirty: std::collections::HashSet<HouseholdId>,
+    pub parked_last: HashMap<HouseholdId, Source>,
     /// Events parked / taken out of parking in this batch.
     pub parked_now: u64,
     pub unparked: u64,
@@ -210,6 +218,7 @@ impl<S: PartitionState> HouseholdTask<S> {
                     parked.push(event.clone());
                     out.parked_now += 1;
                     out.parked_dirty.insert(hid.clone());
+                    out.parked_last.insert(hid.clone(), next(offset, &mut seq));
                     if parked.len() > MAX_PARKED_PER_HOUSEHOLD {
                         let oldest = parked.remove(0);
                         out.outputs.push(Output::DeadLetter {
@@ -244,6 +253,19 @@ impl<S: PartitionState> HouseholdTask<S> {
                 out.changed.insert(household_id.clone(), h);
             }
             out.outputs.push(Output::Changelog {
+                household_id,
+                source,
+            });
+        }
+        // The same for the waiting lists that changed.
+        let mut last: Vec<(Source, HouseholdId)> = out
+            .parked_last
+            .iter()
+            .map(|(h, s)| (*s, h.clone()))
+            .collect();
+        last.sort();
+        for (source, household_id) in last {
+            out.outputs.push(Output::Parked {
                 household_id,
                 source,
             });
@@ -328,6 +350,7 @@ impl<S: PartitionState> HouseholdTask<S> {
             let progressed = still.len() < before;
             if still.len() != before {
                 out.parked_dirty.insert(hid.clone());
+                out.parked_last.insert(hid.clone(), next(offset, seq));
             }
             *out.parked.get_mut(hid).expect("loaded before") = still;
             if !progressed {

@@ -3,7 +3,7 @@
 
 use dsr_core::eligibility::Program;
 use dsr_core::reducer::target_household;
-use dsr_core::{ApplyError, Event, EventId, Household, HouseholdId, PmtModel};
+use dsr_core::{ApplyError, EligibilityChange, Event, EventId, Household, HouseholdId, PmtModel};
 use std::collections::{HashMap, VecDeque};
 
 /// The records, the number of derived events, and every eligibility change id.
@@ -11,6 +11,10 @@ pub struct Reference {
     pub households: HashMap<HouseholdId, Household>,
     pub derived: u64,
     pub change_ids: Vec<EventId>,
+    /// The eligibility change ids of each household.
+    pub changes_by_household: HashMap<HouseholdId, Vec<EventId>>,
+    /// How many derived events (joins from moves) each household receives.
+    pub derived_by_household: HashMap<HouseholdId, u32>,
 }
 
 /// Every event applied with `dsr_core::process` in log order per household; derived events
@@ -28,6 +32,8 @@ pub fn reference(events: &[Event], programs: &[Program]) -> Reference {
     let mut derived = 0;
     let mut change_ids = Vec::new();
     let mut waiting: HashMap<HouseholdId, Vec<Event>> = HashMap::new();
+    let mut changes_by_household: HashMap<HouseholdId, Vec<EventId>> = HashMap::new();
+    let mut derived_by_household: HashMap<HouseholdId, u32> = HashMap::new();
     while let Some(e) = queue.pop_front() {
         let Some(hid) = target_household(&e).cloned() else {
             continue;
@@ -39,10 +45,18 @@ pub fn reference(events: &[Event], programs: &[Program]) -> Reference {
             match dsr_core::process(slot, &e, &ctx) {
                 Ok(p) => {
                     for effect in &p.effects {
-                        queue.push_back(effect.to_event(&e));
+                        let d = effect.to_event(&e);
+                        if let Some(target) = target_household(&d) {
+                            *derived_by_household.entry(target.clone()).or_default() += 1;
+                        }
+                        queue.push_back(d);
                         derived += 1;
                     }
                     change_ids.extend(p.changes.iter().map(|c| c.change_id));
+                    changes_by_household
+                        .entry(hid.clone())
+                        .or_default()
+                        .extend(p.changes.iter().map(|c| c.change_id));
                     if !p.duplicate {
                         progressed = true;
                     }
@@ -67,6 +81,126 @@ pub fn reference(events: &[Event], programs: &[Program]) -> Reference {
             .collect(),
         derived,
         change_ids,
+        changes_by_household,
+        derived_by_household,
+    }
+}
+
+/// Checks the eligibility changes a run put on the program topics (in topic order) against
+/// the households' final records and the reference, and says what is wrong:
+///
+/// - no change id appears twice;
+/// - each household's changes for a program form a valid history (entered, then changed or
+///   exited; entered again only after exited) that ends where the household's record says it
+///   is (eligible or not, with the same benefit), so a change missing anywhere that matters
+///   shows;
+/// - a household that receives fewer than two derived events sees its own events in log order
+///   whatever the timing, so its change ids are exactly the reference's. (Two derived events
+///   for one household, from moves processed on different partitions, can reach it in either
+///   order, and then the intermediate changes legitimately differ.)
+pub fn check_changes(
+    expected: &Reference,
+    households: &std::collections::BTreeMap<HouseholdId, Household>,
+    changes: &[EligibilityChange],
+) -> Result<(), String> {
+    use dsr_core::eligibility::ChangeKind;
+    let mut problems: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let duplicated = changes.iter().filter(|c| !seen.insert(c.change_id)).count();
+    if duplicated > 0 {
+        problems.push(format!("{duplicated} change ids appear more than once"));
+    }
+    // (household, program) -> (eligible, benefit) as the history goes.
+    let mut state: HashMap<(HouseholdId, String), (bool, f64)> = HashMap::new();
+    let mut bad_history = Vec::new();
+    let mut by_household: HashMap<HouseholdId, Vec<EventId>> = HashMap::new();
+    for c in changes {
+        by_household
+            .entry(c.household_id.clone())
+            .or_default()
+            .push(c.change_id);
+        let key = (c.household_id.clone(), c.program_id.to_string());
+        let (eligible, _) = state.get(&key).copied().unwrap_or((false, 0.0));
+        let ok = match c.kind {
+            ChangeKind::Entered => !eligible,
+            ChangeKind::Changed => eligible,
+            ChangeKind::Exited => eligible,
+            ChangeKind::Unchanged => false,
+        };
+        if !ok {
+            bad_history.push(format!(
+                "{:?} {} for {}",
+                c.kind, c.program_id, c.household_id
+            ));
+        }
+        let now_eligible = !matches!(c.kind, ChangeKind::Exited);
+        state.insert(key, (now_eligible, c.benefit));
+    }
+    if !bad_history.is_empty() {
+        problems.push(format!(
+            "{} changes do not follow from the one before (a change missing before them?), e.g. {:?}",
+            bad_history.len(),
+            &bad_history[..bad_history.len().min(3)]
+        ));
+    }
+    let mut wrong_end = Vec::new();
+    for (hid, h) in households {
+        for p in &h.programs {
+            let got = state
+                .get(&(hid.clone(), p.program_id.to_string()))
+                .copied()
+                .unwrap_or((false, 0.0));
+            let want_benefit = if p.eligible { p.benefit } else { got.1 };
+            if got.0 != p.eligible || (p.eligible && (got.1 - want_benefit).abs() > 1e-9) {
+                wrong_end.push(format!("{hid} {}", p.program_id));
+            }
+        }
+    }
+    if !wrong_end.is_empty() {
+        problems.push(format!(
+            "{} household programs end elsewhere than their record says, e.g. {:?}",
+            wrong_end.len(),
+            &wrong_end[..wrong_end.len().min(3)]
+        ));
+    }
+    let mut differ = Vec::new();
+    let mut compared = 0;
+    for (hid, want) in &expected.changes_by_household {
+        if expected.derived_by_household.get(hid).copied().unwrap_or(0) >= 2 {
+            continue;
+        }
+        compared += 1;
+        let mut want = want.clone();
+        let mut got = by_household.get(hid).cloned().unwrap_or_default();
+        want.sort();
+        got.sort();
+        if want != got {
+            differ.push(hid.clone());
+        }
+    }
+    for hid in by_household.keys() {
+        if !expected.changes_by_household.contains_key(hid) {
+            differ.push(hid.clone());
+        }
+    }
+    if compared * 2 < expected.changes_by_household.len() {
+        problems.push(format!(
+            "only {compared} of {} households with changes have a timing-independent history: \
+             too few to compare with the domain core",
+            expected.changes_by_household.len()
+        ));
+    }
+    if !differ.is_empty() {
+        problems.push(format!(
+            "{} of {compared} households with a timing-independent history have other change ids than the domain core, e.g. {:?}",
+            differ.len(),
+            &differ[..differ.len().min(3)]
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
     }
 }
 
@@ -146,6 +280,7 @@ impl KafkaFixture {
             &dsr_schema_registry::RegistryClient::new(&registry_url),
             &[topics.household_events.as_str()],
             &topics.changelog,
+            &topics.parked,
             &eligibility,
         )
         .await
@@ -222,6 +357,22 @@ impl KafkaFixture {
                 .decode_household(r.value.as_deref().expect("a changelog value"))
                 .expect("changelog records decode");
             out.insert(h.household_id.clone(), h);
+        }
+        out
+    }
+
+    /// Every eligibility change on every program topic, decoded, in topic order.
+    pub async fn changes(&self) -> Vec<EligibilityChange> {
+        let mut out = Vec::new();
+        for p in &self.programs {
+            for r in self.read_topic(&self.topics.eligibility(&p.id)).await {
+                let bytes = r.value.as_deref().expect("a change has a value");
+                let (_, body) = dsr_contracts::wire::unframe(bytes).expect("wire format");
+                out.push(
+                    dsr_contracts::avro::fast::decode_eligibility_change(body)
+                        .expect("a change decodes"),
+                );
+            }
         }
         out
     }

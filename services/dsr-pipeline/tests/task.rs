@@ -66,6 +66,7 @@ fn run(dir: &Path, input: &[Event], batch: usize, crashes: &[(usize, usize)]) ->
         for o in &out.outputs {
             let source = match o {
                 Output::Changelog { source, .. }
+                | Output::Parked { source, .. }
                 | Output::Eligibility { source, .. }
                 | Output::Derived { source, .. }
                 | Output::DeadLetter { source, .. } => *source,
@@ -115,6 +116,7 @@ fn run(dir: &Path, input: &[Event], batch: usize, crashes: &[(usize, usize)]) ->
 fn stream(o: &Output) -> String {
     match o {
         Output::Changelog { .. } => "changelog".into(),
+        Output::Parked { .. } => "parked".into(),
         Output::Eligibility { change, .. } => format!("eligibility.{}", change.program_id),
         Output::Derived { .. } => "household-events".into(),
         Output::DeadLetter { .. } => "dead-letter".into(),

@@ -76,8 +76,8 @@ async fn killing_dsr_process_five_times_loses_nothing_and_duplicates_nothing() {
         "too few kills landed while work was half done: {progress_at_kills:?}"
     );
     let mut last = start_process(&fx, &state);
-    let (households, change_ids) = wait_for_outputs(&fx, &expected).await;
+    let (households, changes) = wait_for_outputs(&fx, &expected).await;
     last.kill().unwrap();
     last.wait().unwrap();
-    assert_outputs_match(&expected, &households, &change_ids);
+    assert_outputs_match(&expected, &households, &changes);
 }

@@ -62,6 +62,7 @@ impl Process {
                 &client,
                 &[topics.household_events.as_str()],
                 &topics.changelog,
+                &topics.parked,
                 &eligibility,
             )
             .await

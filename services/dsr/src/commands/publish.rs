@@ -122,9 +122,15 @@ impl Publish {
     ) -> Result<(u64, Vec<Reject>)> {
         let client = RegistryClient::new(&self.schema_registry);
         let topics = Topics::default();
-        let ids = register(&client, &[self.topic.as_str()], &topics.changelog, &[])
-            .await
-            .context("registering the LifeEvent schema")?;
+        let ids = register(
+            &client,
+            &[self.topic.as_str()],
+            &topics.changelog,
+            &topics.parked,
+            &[],
+        )
+        .await
+        .context("registering the LifeEvent schema")?;
         let codec = WireCodec::new(ids);
         let log = KafkaLog::new(KafkaConfig::new(&self.bootstrap))?;
         let now = Micros(
