@@ -129,6 +129,9 @@ pub struct HouseholdProcessor<L: Log, C: Codec> {
     pub topics: Topics,
     pub group: String,
     pub batch_size: usize,
+    /// At most this many events wait per unknown household before the oldest is
+    /// dead-lettered ([`crate::task::MAX_PARKED_PER_HOUSEHOLD`] by default).
+    pub max_parked_per_household: usize,
     /// Events processed so far (for progress displays and tests; counts re-processing too).
     pub progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -209,7 +212,8 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
             let restored = self.restore(&state, p, committed).await?;
             stats.restored += restored;
         }
-        let task = HouseholdTask::new(state, self.model.clone(), self.programs.clone())?;
+        let task = HouseholdTask::new(state, self.model.clone(), self.programs.clone())?
+            .with_max_parked(self.max_parked_per_household);
         let mut fences = HashMap::new();
         let mut exclusive = vec![
             self.topics.changelog.clone(),
@@ -506,12 +510,22 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                     offset,
                     reason,
                     source,
-                    ..
+                    household_id,
+                    parked,
                 } => {
-                    let input = inputs.iter().find(|r| r.offset as u64 == *offset);
-                    let (key, value) = input
-                        .map(|r| (r.key.clone(), r.value.clone().unwrap_or_default()))
-                        .unwrap_or((None, Vec::new()));
+                    let (key, value) = match parked {
+                        Some(event) => (
+                            household_id
+                                .as_ref()
+                                .map(|h| h.as_str().as_bytes().to_vec()),
+                            self.codec.encode_event(event).map_err(enc)?,
+                        ),
+                        None => inputs
+                            .iter()
+                            .find(|r| r.offset as u64 == *offset)
+                            .map(|r| (r.key.clone(), r.value.clone().unwrap_or_default()))
+                            .unwrap_or((None, Vec::new())),
+                    };
                     dead.push((
                         *source,
                         dead_letter(

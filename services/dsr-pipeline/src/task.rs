@@ -60,6 +60,9 @@ pub enum Output {
         household_id: Option<HouseholdId>,
         reason: String,
         source: Source,
+        /// A parked event given up on: the dead letter carries it (re-encoded), not the
+        /// record at `offset` that pushed it out.
+        parked: Option<Box<Event>>,
     },
 }
 
@@ -112,6 +115,7 @@ pub struct HouseholdTask<S: PartitionState> {
     cache: HashMap<HouseholdId, Option<Household>>,
     cache_capacity: usize,
     with_parked: std::collections::HashSet<HouseholdId>,
+    max_parked: usize,
 }
 
 /// Records cached per task by default (~2 KB each).
@@ -129,7 +133,15 @@ impl<S: PartitionState> HouseholdTask<S> {
             cache: HashMap::new(),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             with_parked,
+            max_parked: MAX_PARKED_PER_HOUSEHOLD,
         })
+    }
+
+    /// At most `n` events wait per household; beyond it the oldest goes to the dead-letter
+    /// topic, saying why (default [`MAX_PARKED_PER_HOUSEHOLD`]).
+    pub fn with_max_parked(mut self, n: usize) -> Self {
+        self.max_parked = n;
+        self
     }
 
     /// The input offset to read from next.
@@ -186,6 +198,7 @@ impl<S: PartitionState> HouseholdTask<S> {
                         event.event_type()
                     ),
                     source: Source { offset, seq },
+                    parked: None,
                 });
                 continue;
             };
@@ -219,16 +232,17 @@ impl<S: PartitionState> HouseholdTask<S> {
                     out.parked_now += 1;
                     out.parked_dirty.insert(hid.clone());
                     out.parked_last.insert(hid.clone(), next(offset, &mut seq));
-                    if parked.len() > MAX_PARKED_PER_HOUSEHOLD {
+                    if parked.len() > self.max_parked {
                         let oldest = parked.remove(0);
                         out.outputs.push(Output::DeadLetter {
                             offset,
                             household_id: Some(hid.clone()),
                             reason: format!(
                                 "event {} waited too long ({} later events for the same household also wait): {}",
-                                oldest.envelope.event_id, MAX_PARKED_PER_HOUSEHOLD, e
+                                oldest.envelope.event_id, self.max_parked, e
                             ),
                             source: next(offset, &mut seq),
+                            parked: Some(Box::new(oldest)),
                         });
                     }
                 }
@@ -237,6 +251,7 @@ impl<S: PartitionState> HouseholdTask<S> {
                     household_id: Some(hid.clone()),
                     reason: e.to_string(),
                     source: next(offset, &mut seq),
+                    parked: None,
                 }),
             }
         }
@@ -344,6 +359,7 @@ impl<S: PartitionState> HouseholdTask<S> {
                         household_id: Some(hid.clone()),
                         reason: format!("parked event {}: {err}", e.envelope.event_id),
                         source: next(offset, seq),
+                        parked: Some(Box::new(e)),
                     }),
                 }
             }

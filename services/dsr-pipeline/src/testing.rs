@@ -298,6 +298,27 @@ impl KafkaFixture {
         }
     }
 
+    /// A household processor on this fixture's broker and topics, with its state in `state`.
+    pub fn processor(
+        &self,
+        state: &std::path::Path,
+        group: &str,
+    ) -> crate::runner::HouseholdProcessor<dsr_log::KafkaLog, crate::codec::WireCodec> {
+        crate::runner::HouseholdProcessor {
+            log: dsr_log::KafkaLog::new(self.config.clone()).expect("a Kafka client"),
+            codec: crate::codec::WireCodec::new(self.ids)
+                .with_registry(dsr_schema_registry::RegistryClient::new(&self.registry_url)),
+            state: dsr_store::FjallState::open(state).expect("a state directory"),
+            model: PmtModel::default_model(),
+            programs: self.programs.clone(),
+            topics: self.topics.clone(),
+            group: group.into(),
+            batch_size: 2_000,
+            max_parked_per_household: crate::task::MAX_PARKED_PER_HOUSEHOLD,
+            progress: Default::default(),
+        }
+    }
+
     /// Publishes events to `dsr.household-events`, keyed by household, in wire format.
     pub async fn publish(&self, events: &[Event]) {
         use crate::runner::Codec;

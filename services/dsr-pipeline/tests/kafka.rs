@@ -3,15 +3,9 @@
 //! format; the records read back from the compacted changelog equal what the domain core
 //! computes from the same events.
 
-use dsr_core::PmtModel;
-use dsr_log::KafkaLog;
-use dsr_pipeline::codec::WireCodec;
-use dsr_pipeline::runner::HouseholdProcessor;
 use dsr_pipeline::testing::{check_changes, content, population, reference, KafkaFixture};
-use dsr_store::FjallState;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,18 +27,8 @@ async fn a_generated_population_through_kafka_matches_the_domain_core() {
 
     // The processor, until it has processed every event and every derived event.
     let state_dir = tempfile::tempdir().unwrap();
-    let progress = Arc::new(AtomicU64::new(0));
-    let processor = HouseholdProcessor {
-        log: KafkaLog::new(fx.config.clone()).unwrap(),
-        codec: WireCodec::new(fx.ids),
-        state: FjallState::open(state_dir.path()).unwrap(),
-        model: PmtModel::default_model(),
-        programs: fx.programs.clone(),
-        topics: fx.topics.clone(),
-        group: "test-processor".into(),
-        batch_size: 2_000,
-        progress: progress.clone(),
-    };
+    let processor = fx.processor(state_dir.path(), "test-processor");
+    let progress = processor.progress.clone();
     let total = events.len() as u64 + expected.derived;
     let started = Instant::now();
     let watched = progress.clone();

@@ -35,6 +35,10 @@ pub struct Process {
     /// Records per batch (one produce + one synced state write per batch and partition).
     #[arg(long, default_value_t = 2000)]
     batch_size: usize,
+    /// Events that may wait per household not known yet (e.g. a birth before the household's
+    /// registration arrives); beyond it the oldest goes to the dead-letter topic.
+    #[arg(long, default_value_t = dsr_pipeline::task::MAX_PARKED_PER_HOUSEHOLD)]
+    max_parked_per_household: usize,
 }
 
 impl Process {
@@ -77,6 +81,7 @@ impl Process {
                 topics,
                 group: self.group.clone(),
                 batch_size: self.batch_size,
+                max_parked_per_household: self.max_parked_per_household,
                 progress: Default::default(),
             };
             eprintln!(
