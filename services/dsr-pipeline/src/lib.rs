@@ -1,7 +1,9 @@
 //! dsr-pipeline: the stream processors.
 //!
 //! - [`router`]: decode, validate and find the household of each source record (or say why
-//!   not: the dead-letter reason), waiting for people the index does not know yet.
+//!   not: the dead-letter reason), waiting for people the index does not know yet. Pure.
+//! - [`source_router`]: the router on a log: source topics in, `dsr.household-events` out,
+//!   the person → household directory fed from the changelog, parked events kept durably.
 //! - [`task`]: the household task — one input partition of `dsr.household-events`, its state
 //!   ([`dsr_store::PartitionState`]) and the outputs each batch produces, each tagged with the
 //!   input position that caused it (the fence that makes re-processing after a crash produce
@@ -10,10 +12,12 @@
 //! - [`codec`]: Avro in Confluent wire format, with ids from a schema registry.
 //! - [`runner`]: the household processor on a log (the `dsr_log::Log` port): group
 //!   membership, restore from the changelog, fences, produce-then-commit.
+//! - `testing` (feature): the reference the tests compare against and the Kafka fixture.
 
 pub mod codec;
 pub mod router;
 pub mod runner;
+pub mod source_router;
 pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;

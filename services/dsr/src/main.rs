@@ -37,6 +37,8 @@ enum Command {
     Topics(commands::topics::Topics),
     /// Run the household processor on a Kafka cluster.
     Process(commands::process::Process),
+    /// Run the router: source topics → validated events keyed by household.
+    Route(commands::route::Route),
     /// Publish life events from a JSON-lines file to a topic, as Avro in wire format.
     Publish(commands::publish::Publish),
     /// Show a topic's records decoded to JSON lines (for debugging; shows personal data).
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Topics(c) => c.run(),
         Command::Process(c) => c.run(),
         Command::Publish(c) => c.run(),
+        Command::Route(c) => c.run(),
         Command::Tail(c) => c.run(),
     };
     match result {

@@ -1,0 +1,149 @@
+//! The household processor on Kafka against raw rdkafka on the same broker, in the same run.
+//!
+//! `cargo bench -p dsr-pipeline --bench kafka_pipeline` starts nisshi (as the tests do),
+//! publishes a generated population's events to `dsr.household-events`, then measures:
+//!
+//! 1. **raw rdkafka**: a consumer-group member with dsr's consumer settings reads every record
+//!    and a producer with dsr's producer settings (idempotent, acks=all) writes each one to
+//!    another topic; offsets committed per poll batch. No decoding, no state: the broker's and
+//!    the client's cost of moving the records once.
+//! 2. **the pipeline**: `HouseholdProcessor` (decode, reduce, score, eligibility, outputs with
+//!    fences, synced state commit, group commit) until every event and derived event is done.
+//!
+//! Both read the same records from the beginning. Prints events/s for each and the ratio.
+//! `DSR_BENCH_HOUSEHOLDS` sets the population (default 20,000: ~127k events).
+
+use dsr_pipeline::testing::{population, KafkaFixture};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const RAW_OUT: &str = "bench.raw-out";
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing we use.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let households: u64 = std::env::var("DSR_BENCH_HOUSEHOLDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let fx = KafkaFixture::start(repo).await;
+    let events = population(21, households);
+    let n = events.len() as u64;
+    let started = Instant::now();
+    fx.publish(&events).await;
+    let publish_s = started.elapsed().as_secs_f64();
+    println!(
+        "published {n} events ({households} households) in {publish_s:.1}s ({:.0}/s, dsr publish path)",
+        n as f64 / publish_s
+    );
+
+    let raw_s = raw_consume_produce(&fx, n).await;
+    println!(
+        "raw rdkafka consume+produce: {n} records in {raw_s:.2}s = {:.0} records/s",
+        n as f64 / raw_s
+    );
+
+    let state = tempfile::tempdir().expect("a temp dir");
+    let processor = fx.processor(state.path(), "bench-pipeline");
+    let progress = processor.progress.clone();
+    let started = Instant::now();
+    // Every event once; derived events (receiving sides of moves) come on top and are work the
+    // raw baseline does not do.
+    let stats = processor
+        .run(async {
+            while progress.load(Ordering::Relaxed) < n
+                && started.elapsed() < Duration::from_secs(900)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the pipeline runs");
+    let pipeline_s = started.elapsed().as_secs_f64();
+    println!(
+        "pipeline (HouseholdProcessor): {n} events in {pipeline_s:.2}s = {:.0} events/s ({stats:?})",
+        n as f64 / pipeline_s
+    );
+    println!(
+        "ratio pipeline / raw = {:.2} (goal >= 0.8)",
+        (n as f64 / pipeline_s) / (n as f64 / raw_s)
+    );
+}
+
+/// Seconds for a group member to read `n` records of `dsr.household-events` and write each to
+/// another topic, acknowledged, with offsets committed.
+async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
+    let admin: AdminClient<_> = fx
+        .config
+        .producer_config()
+        .create()
+        .expect("an admin client");
+    admin
+        .create_topics(
+            &[NewTopic::new(RAW_OUT, 12, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the output topic is created");
+    let consumer: BaseConsumer = fx
+        .config
+        .member_config("bench-raw")
+        .create()
+        .expect("a consumer");
+    consumer
+        .subscribe(&[fx.topics.household_events.as_str()])
+        .expect("subscribed");
+    let producer: FutureProducer = fx.config.producer_config().create().expect("a producer");
+    let started = Instant::now();
+    let mut done = 0u64;
+    while done < n {
+        let mut pending = Vec::new();
+        // Drain what is fetched, up to a batch, like the processor's poll.
+        for _ in 0..2_000 {
+            match consumer.poll(Duration::from_millis(if pending.is_empty() {
+                100
+            } else {
+                0
+            })) {
+                Some(Ok(m)) => {
+                    let record = FutureRecord::to(RAW_OUT)
+                        .payload(m.payload().unwrap_or_default())
+                        .key(m.key().unwrap_or_default());
+                    pending.push(producer.send_result(record).expect("queued"));
+                }
+                Some(Err(e)) => panic!("consume error: {e}"),
+                None => break,
+            }
+        }
+        done += pending.len() as u64;
+        for delivery in pending {
+            delivery.await.expect("not cancelled").expect("delivered");
+        }
+        if done > 0 {
+            consumer
+                .commit_consumer_state(CommitMode::Sync)
+                .expect("committed");
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            panic!("raw consume+produce did not finish in 15 minutes ({done} of {n})");
+        }
+    }
+    started.elapsed().as_secs_f64()
+}

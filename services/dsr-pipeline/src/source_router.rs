@@ -1,0 +1,602 @@
+//! The router on a log: the first stage after the source topics (`dsr.life-events.*`).
+//!
+//! Per poll: decode and validate each source record ([`crate::router::route`]) →
+//! - an event that names its household goes to `dsr.household-events`, keyed by household;
+//! - an event about a person only is looked up in the person → household directory (fed from
+//!   the household changelog) and forwarded with the household filled in;
+//! - a person the directory does not know yet is *parked*: written to the compacted topic
+//!   `dsr.router-parked` (so a router that dies loses nothing) and forwarded as soon as the
+//!   directory learns the person, or dead-lettered after `max_wait`;
+//! - area-wide events go to `dsr.area-events` (the scale-up processor's input);
+//! - a record that cannot be used goes to `dsr.dead-letter.sources` with its original bytes,
+//!   the reason and where it came from.
+//!
+//! All outputs of a poll are acknowledged before the group offsets are committed: at least
+//! once. A record forwarded twice after a crash carries the same `event_id`, which the
+//! household processor recognises (the household remembers the ids of its recent events) — so
+//! the pipeline as a whole applies it once.
+
+use crate::router::{route_event, PersonIndex, Route};
+use crate::runner::{
+    Codec, ORIGIN_OFFSET_HEADER, ORIGIN_PARTITION_HEADER, ORIGIN_TOPIC_HEADER, REASON_HEADER,
+};
+use dsr_core::{Event, Household, HouseholdId, Micros, PersonId};
+use dsr_log::{GroupEvent, GroupMember, Log, LogError, PartitionReader, Record, TopicPartition};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// The header of a parked record naming the person it waits for.
+pub const WAITING_FOR_HEADER: &str = "dsr-waiting-for";
+
+/// The topics the router reads and writes.
+#[derive(Clone, Debug)]
+pub struct RouterTopics {
+    pub sources: Vec<String>,
+    pub household_events: String,
+    pub changelog: String,
+    pub area_events: String,
+    pub parked: String,
+    pub dead_letter: String,
+}
+
+impl Default for RouterTopics {
+    fn default() -> Self {
+        RouterTopics {
+            sources: [
+                "crvs",
+                "id-authority",
+                "tax",
+                "labour",
+                "health",
+                "disaster",
+                "legacy-http",
+            ]
+            .iter()
+            .map(|s| format!("dsr.life-events.{s}"))
+            .collect(),
+            household_events: "dsr.household-events".into(),
+            changelog: "dsr.household-changelog".into(),
+            area_events: "dsr.area-events".into(),
+            parked: "dsr.router-parked".into(),
+            dead_letter: "dsr.dead-letter.sources".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the codec is not ready: {0}")]
+    Codec(String),
+    #[error("cannot encode a routed event: {0}")]
+    Encode(String),
+}
+
+/// Who belongs to which household now, as the household changelog says.
+#[derive(Default)]
+pub struct PersonDirectory {
+    household_of: HashMap<PersonId, HouseholdId>,
+    members_of: HashMap<HouseholdId, Vec<PersonId>>,
+}
+
+impl PersonIndex for PersonDirectory {
+    fn household_of(&self, person: &PersonId) -> Option<HouseholdId> {
+        self.household_of.get(person).cloned()
+    }
+}
+
+impl PersonDirectory {
+    /// Takes a household's latest record (`None`: the household is gone); returns the people
+    /// it newly knows.
+    pub fn learn(
+        &mut self,
+        household_id: &HouseholdId,
+        record: Option<&Household>,
+    ) -> Vec<PersonId> {
+        let now: Vec<PersonId> = record
+            .map(|h| h.members.iter().map(|m| m.person_id.clone()).collect())
+            .unwrap_or_default();
+        if let Some(before) = self.members_of.remove(household_id) {
+            for p in before {
+                if !now.contains(&p) && self.household_of.get(&p) == Some(household_id) {
+                    self.household_of.remove(&p);
+                }
+            }
+        }
+        let mut new = Vec::new();
+        for p in &now {
+            if self
+                .household_of
+                .insert(p.clone(), household_id.clone())
+                .as_ref()
+                != Some(household_id)
+            {
+                new.push(p.clone());
+            }
+        }
+        if !now.is_empty() {
+            self.members_of.insert(household_id.clone(), now);
+        }
+        new
+    }
+
+    pub fn len(&self) -> usize {
+        self.household_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.household_of.is_empty()
+    }
+}
+
+/// Counts, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    pub records: u64,
+    pub forwarded: u64,
+    pub area: u64,
+    pub parked: u64,
+    pub released: u64,
+    pub dead_letters: u64,
+}
+
+/// An event waiting for its person.
+struct Waiting {
+    key: String,
+    origin: TopicPartition,
+    event: Event,
+    since: Instant,
+}
+
+/// The router of one `dsr route` instance.
+pub struct SourceRouter<L: Log, C: Codec> {
+    pub log: L,
+    pub codec: C,
+    pub topics: RouterTopics,
+    pub group: String,
+    pub batch_size: usize,
+    /// How long an event for an unknown person waits before it is dead-lettered.
+    pub max_wait: Duration,
+}
+
+impl<L: Log, C: Codec> SourceRouter<L, C> {
+    /// Runs until `stop` resolves (then leaves the group cleanly).
+    pub async fn run(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<RouterStats, RouterError> {
+        let sources: Vec<&str> = self.topics.sources.iter().map(String::as_str).collect();
+        let mut member = self.log.join_group(&self.group, &sources)?;
+        let mut stats = RouterStats::default();
+        let mut directory = PersonDirectory::default();
+        let mut changelog_at: HashMap<i32, i64> = HashMap::new();
+        let mut reader = self.log.reader()?;
+        let mut waiting: HashMap<PersonId, Vec<Waiting>> = HashMap::new();
+        let mut owned: HashSet<TopicPartition> = HashSet::new();
+        tokio::pin!(stop);
+        loop {
+            // The directory first: a person registered a moment ago is found.
+            let learned = self
+                .follow_changelog(&mut reader, &mut directory, &mut changelog_at)
+                .await?;
+            self.release(&learned, &directory, &mut waiting, &mut stats)
+                .await?;
+            self.expire(&mut waiting, &mut stats).await?;
+            let events = tokio::select! {
+                _ = &mut stop => break,
+                polled = member.poll(self.batch_size, Duration::from_millis(200)) => polled?,
+            };
+            for event in events {
+                match event {
+                    GroupEvent::Assigned(tps) => {
+                        let new: HashSet<TopicPartition> =
+                            tps.into_iter().filter(|tp| !owned.contains(tp)).collect();
+                        self.load_parked(&mut reader, &new, &mut waiting).await?;
+                        owned.extend(new);
+                    }
+                    GroupEvent::Revoked(tps) => {
+                        for tp in &tps {
+                            owned.remove(tp);
+                        }
+                        for list in waiting.values_mut() {
+                            list.retain(|w| owned.contains(&w.origin));
+                        }
+                        waiting.retain(|_, l| !l.is_empty());
+                    }
+                    GroupEvent::Records(records) => {
+                        let next = self
+                            .route_records(records, &directory, &mut waiting, &mut stats)
+                            .await?;
+                        let offsets: Vec<(TopicPartition, i64)> = next.into_iter().collect();
+                        member.commit(&offsets).await?;
+                    }
+                }
+            }
+        }
+        member.leave().await?;
+        Ok(stats)
+    }
+
+    /// Reads what the changelog gained since the last call into the directory; returns the
+    /// people it newly knows.
+    async fn follow_changelog(
+        &self,
+        reader: &mut L::Reader,
+        directory: &mut PersonDirectory,
+        at: &mut HashMap<i32, i64>,
+    ) -> Result<Vec<PersonId>, RouterError> {
+        let mut learned = Vec::new();
+        let partitions = self.log.partition_count(&self.topics.changelog).await?;
+        for p in 0..partitions {
+            let tp = TopicPartition::new(&self.topics.changelog, p);
+            let end = self.log.end_offset(&tp).await?;
+            let mut from = match at.get(&p) {
+                Some(o) => *o,
+                None => self.log.beginning_offset(&tp).await?,
+            };
+            while from < end {
+                let batch = reader
+                    .read(&tp, from, 10_000, Duration::from_secs(5))
+                    .await?;
+                let Some(last) = batch.last() else { break };
+                from = last.next_offset();
+                for r in &batch {
+                    let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+                    else {
+                        continue;
+                    };
+                    let household_id = HouseholdId::new(key);
+                    let record = match r.value.as_deref() {
+                        Some(v) => match self.codec.decode_household(v) {
+                            Ok(h) => Some(h),
+                            Err(reason) => {
+                                tracing::warn!(partition = p, offset = r.offset, %reason, "unreadable changelog record; the person directory skips it");
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
+                    learned.extend(directory.learn(&household_id, record.as_ref()));
+                }
+            }
+            at.insert(p, from);
+        }
+        Ok(learned)
+    }
+
+    /// Decodes, routes and writes one poll's records; returns the offsets to commit.
+    async fn route_records(
+        &self,
+        records: Vec<dsr_log::ConsumedRecord>,
+        directory: &PersonDirectory,
+        waiting: &mut HashMap<PersonId, Vec<Waiting>>,
+        stats: &mut RouterStats,
+    ) -> Result<BTreeMap<TopicPartition, i64>, RouterError> {
+        let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
+        self.codec
+            .prepare(&values)
+            .await
+            .map_err(RouterError::Codec)?;
+        let now = wall_clock();
+        let mut out: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        let mut parked_now: Vec<(PersonId, Waiting)> = Vec::new();
+        for r in &records {
+            stats.records += 1;
+            next.insert(r.topic_partition(), r.next_offset());
+            let bytes = r.value.as_deref().unwrap_or_default();
+            let routed = match self.codec.decode_event(bytes) {
+                Ok(event) => route_event(event, now, directory),
+                Err(reason) => Route::DeadLetter { reason },
+            };
+            match routed {
+                Route::Household { household, event } => {
+                    stats.forwarded += 1;
+                    let value = self
+                        .codec
+                        .encode_event(&event)
+                        .map_err(RouterError::Encode)?;
+                    out.entry(self.topics.household_events.clone())
+                        .or_default()
+                        .push(Record::new(household.as_str(), value));
+                }
+                Route::Area(event) => {
+                    stats.area += 1;
+                    let value = self
+                        .codec
+                        .encode_event(&event)
+                        .map_err(RouterError::Encode)?;
+                    let key = r.key.clone().unwrap_or_default();
+                    out.entry(self.topics.area_events.clone())
+                        .or_default()
+                        .push(Record::new(key, value));
+                }
+                Route::Wait { person, event } => {
+                    stats.parked += 1;
+                    let key = format!("{}|{}|{}", r.topic, r.partition, r.offset);
+                    let value = self
+                        .codec
+                        .encode_event(&event)
+                        .map_err(RouterError::Encode)?;
+                    out.entry(self.topics.parked.clone()).or_default().push(
+                        Record::new(key.as_str(), value)
+                            .with_header(WAITING_FOR_HEADER, person.as_str()),
+                    );
+                    parked_now.push((
+                        person,
+                        Waiting {
+                            key,
+                            origin: r.topic_partition(),
+                            event: *event,
+                            since: Instant::now(),
+                        },
+                    ));
+                }
+                Route::DeadLetter { reason } => {
+                    stats.dead_letters += 1;
+                    out.entry(self.topics.dead_letter.clone())
+                        .or_default()
+                        .push(self.dead_letter(
+                            r.key.clone(),
+                            bytes.to_vec(),
+                            &reason,
+                            &r.topic,
+                            r.partition,
+                            r.offset,
+                        ));
+                }
+            }
+        }
+        self.append_all(out).await?;
+        for (person, w) in parked_now {
+            waiting.entry(person).or_default().push(w);
+        }
+        Ok(next)
+    }
+
+    /// Forwards the events waiting for people the directory now knows, then deletes them from
+    /// the parked topic.
+    async fn release(
+        &self,
+        learned: &[PersonId],
+        directory: &PersonDirectory,
+        waiting: &mut HashMap<PersonId, Vec<Waiting>>,
+        stats: &mut RouterStats,
+    ) -> Result<(), RouterError> {
+        let mut forward = Vec::new();
+        let mut tombstones = Vec::new();
+        for person in learned {
+            let Some(list) = waiting.remove(person) else {
+                continue;
+            };
+            for w in list {
+                match route_event(w.event, wall_clock(), directory) {
+                    Route::Household { household, event } => {
+                        let value = self
+                            .codec
+                            .encode_event(&event)
+                            .map_err(RouterError::Encode)?;
+                        forward.push(Record::new(household.as_str(), value));
+                        tombstones.push(Record::tombstone(w.key.as_str()));
+                        stats.released += 1;
+                    }
+                    _ => {
+                        // Validated before parking and the person is known now: cannot
+                        // happen; keep it waiting rather than lose it.
+                        tracing::warn!("a released event did not route; it stays parked");
+                    }
+                }
+            }
+        }
+        if forward.is_empty() {
+            return Ok(());
+        }
+        self.log
+            .append(&self.topics.household_events, forward)
+            .await?;
+        self.log.append(&self.topics.parked, tombstones).await?;
+        Ok(())
+    }
+
+    /// Dead-letters events that waited longer than `max_wait` for their person.
+    async fn expire(
+        &self,
+        waiting: &mut HashMap<PersonId, Vec<Waiting>>,
+        stats: &mut RouterStats,
+    ) -> Result<(), RouterError> {
+        let mut dead = Vec::new();
+        let mut tombstones = Vec::new();
+        for (person, list) in waiting.iter_mut() {
+            let (expired, kept): (Vec<Waiting>, Vec<Waiting>) = list
+                .drain(..)
+                .partition(|w| w.since.elapsed() >= self.max_wait);
+            *list = kept;
+            for w in expired {
+                let reason = format!(
+                    "{} event {}: person {person} is not known to the registry (no household lists them) after waiting {:?}; register the person's household, then replay this record",
+                    w.event.event_type(),
+                    w.event.envelope.event_id,
+                    self.max_wait
+                );
+                let value = self
+                    .codec
+                    .encode_event(&w.event)
+                    .map_err(RouterError::Encode)?;
+                let offset = w
+                    .key
+                    .rsplit('|')
+                    .next()
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(-1);
+                dead.push(self.dead_letter(
+                    Some(person.as_str().as_bytes().to_vec()),
+                    value,
+                    &reason,
+                    &w.origin.topic,
+                    w.origin.partition,
+                    offset,
+                ));
+                tombstones.push(Record::tombstone(w.key.as_str()));
+                stats.dead_letters += 1;
+            }
+        }
+        waiting.retain(|_, l| !l.is_empty());
+        if dead.is_empty() {
+            return Ok(());
+        }
+        self.log.append(&self.topics.dead_letter, dead).await?;
+        self.log.append(&self.topics.parked, tombstones).await?;
+        Ok(())
+    }
+
+    /// Loads the parked events of newly owned source partitions from the parked topic.
+    async fn load_parked(
+        &self,
+        reader: &mut L::Reader,
+        owned: &HashSet<TopicPartition>,
+        waiting: &mut HashMap<PersonId, Vec<Waiting>>,
+    ) -> Result<(), RouterError> {
+        let mut latest: HashMap<String, Option<(PersonId, Event)>> = HashMap::new();
+        let partitions = self.log.partition_count(&self.topics.parked).await?;
+        for p in 0..partitions {
+            let tp = TopicPartition::new(&self.topics.parked, p);
+            let end = self.log.end_offset(&tp).await?;
+            let mut from = self.log.beginning_offset(&tp).await?;
+            while from < end {
+                let batch = reader
+                    .read(&tp, from, 10_000, Duration::from_secs(5))
+                    .await?;
+                let Some(last) = batch.last() else { break };
+                from = last.next_offset();
+                for r in batch.iter().filter(|r| r.offset < end) {
+                    let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+                    else {
+                        continue;
+                    };
+                    let entry = match (&r.value, r.header(WAITING_FOR_HEADER)) {
+                        (Some(v), Some(person)) => match self.codec.decode_event(v) {
+                            Ok(e) => Some((PersonId::new(String::from_utf8_lossy(person)), e)),
+                            Err(reason) => {
+                                tracing::warn!(%reason, "unreadable parked record; skipped");
+                                None
+                            }
+                        },
+                        _ => None,
+                    };
+                    latest.insert(key.to_owned(), entry);
+                }
+            }
+        }
+        let mut loaded = 0;
+        for (key, entry) in latest {
+            let Some((person, event)) = entry else {
+                continue;
+            };
+            let mut parts = key.rsplitn(3, '|');
+            let (Some(_offset), Some(partition), Some(topic)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(partition) = partition.parse() else {
+                continue;
+            };
+            let origin = TopicPartition::new(topic, partition);
+            if !owned.contains(&origin) {
+                continue;
+            }
+            loaded += 1;
+            waiting.entry(person).or_default().push(Waiting {
+                key,
+                origin,
+                event,
+                since: Instant::now(),
+            });
+        }
+        if loaded > 0 {
+            tracing::info!(loaded, "parked events taken over");
+        }
+        Ok(())
+    }
+
+    async fn append_all(&self, out: BTreeMap<String, Vec<Record>>) -> Result<(), RouterError> {
+        let sends = out
+            .into_iter()
+            .map(|(topic, records)| async move { self.log.append(&topic, records).await });
+        for result in futures_util::future::join_all(sends).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(
+        &self,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        reason: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Record {
+        Record {
+            key,
+            value: Some(value),
+            ..Record::default()
+        }
+        .with_header(REASON_HEADER, reason.as_bytes().to_vec())
+        .with_header(ORIGIN_TOPIC_HEADER, topic.as_bytes().to_vec())
+        .with_header(ORIGIN_PARTITION_HEADER, partition.to_string())
+        .with_header(ORIGIN_OFFSET_HEADER, offset.to_string())
+    }
+}
+
+/// The receiving clock, for refusing events dated in the future.
+fn wall_clock() -> Micros {
+    Micros(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsr_core::codes::Sex;
+
+    #[test]
+    fn the_directory_follows_moves_and_dissolutions() {
+        let h1 = dsr_synth::fixtures::household("H00000001")
+            .head(Sex::Female, 40)
+            .build();
+        let mut state = None;
+        let model = dsr_core::PmtModel::default_model();
+        let ctx = dsr_core::Context {
+            model: &model,
+            programs: &[],
+        };
+        dsr_core::process(&mut state, &h1, &ctx).unwrap();
+        let h = state.unwrap();
+        let mut d = PersonDirectory::default();
+        let hid = HouseholdId::new("H00000001");
+        let head = h.members[0].person_id.clone();
+        assert_eq!(d.learn(&hid, Some(&h)), vec![head.clone()]);
+        assert_eq!(d.household_of(&head), Some(hid.clone()));
+        assert!(
+            d.learn(&hid, Some(&h)).is_empty(),
+            "nothing new the second time"
+        );
+        // The person shows up in another household (a move) before the old record changes.
+        let mut other = h.clone();
+        other.household_id = HouseholdId::new("H00000002");
+        let hid2 = other.household_id.clone();
+        assert_eq!(d.learn(&hid2, Some(&other)), vec![head.clone()]);
+        // The old household dissolves: the person stays with the new one.
+        d.learn(&hid, None);
+        assert_eq!(d.household_of(&head), Some(hid2.clone()));
+        d.learn(&hid2, None);
+        assert!(d.is_empty());
+    }
+}
