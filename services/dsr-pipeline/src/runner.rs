@@ -594,7 +594,8 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
     }
 }
 
-fn dead_letter(
+/// A dead-letter record: the original key and bytes, the reason and where they came from.
+pub(crate) fn dead_letter(
     key: Option<Vec<u8>>,
     value: Vec<u8>,
     reason: &str,

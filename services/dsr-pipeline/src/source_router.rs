@@ -17,9 +17,7 @@
 //! the pipeline as a whole applies it once.
 
 use crate::router::{route_event, PersonIndex, Route};
-use crate::runner::{
-    Codec, ORIGIN_OFFSET_HEADER, ORIGIN_PARTITION_HEADER, ORIGIN_TOPIC_HEADER, REASON_HEADER,
-};
+use crate::runner::{dead_letter, Codec};
 use dsr_core::{Event, Household, HouseholdId, Micros, PersonId};
 use dsr_log::{GroupEvent, GroupMember, Log, LogError, PartitionReader, Record, TopicPartition};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -337,7 +335,7 @@ impl<L: Log, C: Codec> SourceRouter<L, C> {
                     stats.dead_letters += 1;
                     out.entry(self.topics.dead_letter.clone())
                         .or_default()
-                        .push(self.dead_letter(
+                        .push(dead_letter(
                             r.key.clone(),
                             bytes.to_vec(),
                             &reason,
@@ -429,7 +427,7 @@ impl<L: Log, C: Codec> SourceRouter<L, C> {
                     .next()
                     .and_then(|o| o.parse().ok())
                     .unwrap_or(-1);
-                dead.push(self.dead_letter(
+                dead.push(dead_letter(
                     Some(person.as_str().as_bytes().to_vec()),
                     value,
                     &reason,
@@ -528,26 +526,6 @@ impl<L: Log, C: Codec> SourceRouter<L, C> {
             result?;
         }
         Ok(())
-    }
-
-    fn dead_letter(
-        &self,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-        reason: &str,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Record {
-        Record {
-            key,
-            value: Some(value),
-            ..Record::default()
-        }
-        .with_header(REASON_HEADER, reason.as_bytes().to_vec())
-        .with_header(ORIGIN_TOPIC_HEADER, topic.as_bytes().to_vec())
-        .with_header(ORIGIN_PARTITION_HEADER, partition.to_string())
-        .with_header(ORIGIN_OFFSET_HEADER, offset.to_string())
     }
 }
 
