@@ -17,7 +17,7 @@ use dsr_pipeline::testing::{population, KafkaFixture};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -115,6 +115,7 @@ async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
     let mut done = 0u64;
     while done < n {
         let mut pending = Vec::new();
+        let mut next: std::collections::BTreeMap<i32, i64> = Default::default();
         // Drain what is fetched, up to a batch, like the processor's poll.
         for _ in 0..2_000 {
             match consumer.poll(Duration::from_millis(if pending.is_empty() {
@@ -123,6 +124,7 @@ async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
                 0
             })) {
                 Some(Ok(m)) => {
+                    next.insert(m.partition(), m.offset() + 1);
                     let record = FutureRecord::to(RAW_OUT)
                         .payload(m.payload().unwrap_or_default())
                         .key(m.key().unwrap_or_default());
@@ -136,9 +138,15 @@ async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
         for delivery in pending {
             delivery.await.expect("not cancelled").expect("delivered");
         }
-        if done > 0 {
+        if !next.is_empty() {
+            let mut offsets = TopicPartitionList::new();
+            for (p, o) in next {
+                offsets
+                    .add_partition_offset(&fx.topics.household_events, p, Offset::Offset(o))
+                    .expect("a valid offset");
+            }
             consumer
-                .commit_consumer_state(CommitMode::Sync)
+                .commit(&offsets, CommitMode::Sync)
                 .expect("committed");
         }
         if started.elapsed() > Duration::from_secs(900) {

@@ -113,6 +113,16 @@ pub struct Stats {
     pub restored: u64,
 }
 
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.batches += other.batches;
+        self.events += other.events;
+        self.produced += other.produced;
+        self.fenced += other.fenced;
+        self.restored += other.restored;
+    }
+}
+
 struct Owned {
     task: HouseholdTask<FjallPartition>,
     /// Last source already in each exclusively written output partition, by topic.
@@ -149,10 +159,11 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         let mut stats = Stats::default();
         tokio::pin!(stop);
         loop {
-            let events = tokio::select! {
+            let mut events = tokio::select! {
                 _ = &mut stop => break,
                 polled = member.poll(self.batch_size, Duration::from_millis(200)) => polled?,
             };
+            fill(&mut member, &mut events, self.batch_size).await?;
             for event in events {
                 match event {
                     GroupEvent::Assigned(tps) => {
@@ -173,17 +184,28 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                         for r in records {
                             by_partition.entry(r.partition).or_default().push(r);
                         }
-                        for (p, records) in by_partition {
-                            let Some(o) = owned.get_mut(&p) else { continue };
-                            let next = self.process(o, p, records, &mut stats).await?;
+                        // The partitions of one poll are processed side by side: their produce
+                        // round trips overlap, and one group commit covers them all.
+                        let work = owned.iter_mut().filter_map(|(p, o)| {
+                            by_partition.remove(p).map(|records| (*p, o, records))
+                        });
+                        let results = futures_util::future::join_all(
+                            work.map(|(p, o, records)| self.process(o, p, records)),
+                        )
+                        .await;
+                        let mut offsets = Vec::new();
+                        for result in results {
+                            let (p, next, batch) = result?;
+                            stats.add(&batch);
                             if let Some(next) = next {
-                                member
-                                    .commit(&[(
-                                        TopicPartition::new(&self.topics.household_events, p),
-                                        next,
-                                    )])
-                                    .await?;
+                                offsets.push((
+                                    TopicPartition::new(&self.topics.household_events, p),
+                                    next,
+                                ));
                             }
+                        }
+                        if !offsets.is_empty() {
+                            member.commit(&offsets).await?;
                         }
                     }
                 }
@@ -369,18 +391,20 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         Ok(())
     }
 
-    /// Processes one partition's records; returns the offset to commit to the group.
+    /// Processes one partition's records; returns the partition, the offset to commit to the
+    /// group, and what the batch did.
     async fn process(
         &self,
         o: &mut Owned,
         p: i32,
         records: Vec<dsr_log::ConsumedRecord>,
-        stats: &mut Stats,
-    ) -> Result<Option<i64>, RunError> {
+    ) -> Result<(i32, Option<i64>, Stats), RunError> {
+        let mut stats = Stats::default();
+        let stats = &mut stats;
         let next = o.task.next_offset() as i64;
         let records: Vec<_> = records.into_iter().filter(|r| r.offset >= next).collect();
         let Some(first) = records.first() else {
-            return Ok(None);
+            return Ok((p, None, Stats::default()));
         };
         if first.offset > next {
             tracing::warn!(
@@ -430,7 +454,7 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         let next = out.next_offset as i64;
         o.task.commit(out)?;
         stats.batches += 1;
-        Ok(Some(next))
+        Ok((p, Some(next), stats.clone()))
     }
 
     async fn produce(
@@ -592,6 +616,49 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         o.fences.retain(|_, f| f.offset >= out.next_offset);
         Ok(())
     }
+}
+
+/// Tops a poll up to `batch_size` records for up to 20 ms: a poll returns as soon as anything
+/// is fetched, and each batch costs two produce round trips, a synced state write and a group
+/// commit, so fuller batches are cheaper per event. Records events in a row are merged (their
+/// order kept); assignment changes stay where they happened.
+async fn fill<M: GroupMember>(
+    member: &mut M,
+    events: &mut Vec<GroupEvent>,
+    batch_size: usize,
+) -> Result<(), LogError> {
+    let count = |events: &[GroupEvent]| -> usize {
+        events
+            .iter()
+            .map(|e| match e {
+                GroupEvent::Records(r) => r.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let mut have = count(events);
+    if have == 0 {
+        return Ok(());
+    }
+    let until = std::time::Instant::now() + Duration::from_millis(20);
+    while have < batch_size {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let more = member.poll(batch_size - have, left).await?;
+        if more.is_empty() {
+            break;
+        }
+        have += count(&more);
+        for e in more {
+            match (events.last_mut(), e) {
+                (Some(GroupEvent::Records(last)), GroupEvent::Records(new)) => last.extend(new),
+                (_, e) => events.push(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A dead-letter record: the original key and bytes, the reason and where they came from.
