@@ -364,29 +364,20 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
     ) -> Result<(), RunError> {
         let tp = TopicPartition::new(topic, p);
         let end = self.log.end_offset(&tp).await?;
-        let mut from = self.log.beginning_offset(&tp).await?;
+        let from = self.log.beginning_offset(&tp).await?;
         let mut reader = self.log.reader()?;
-        while from < end {
-            let batch = reader
-                .read(&tp, from, 10_000, Duration::from_secs(5))
-                .await?;
-            if batch.is_empty() {
-                return Err(RunError::Restore {
-                    topic: topic.to_owned(),
-                    partition: p,
-                    offset: from,
-                    reason: format!("no record could be read before the end offset {end}"),
-                });
-            }
-            for r in &batch {
-                if r.offset >= end {
-                    break;
-                }
-                if let Some(key) = &r.key {
-                    f(r.offset, key, r.value.as_deref())?;
-                }
-            }
-            from = batch.last().map(|r| r.next_offset()).unwrap_or(end);
+        let reached = read_range(&mut reader, &tp, from, end, |r| match &r.key {
+            Some(key) => f(r.offset, key, r.value.as_deref()),
+            None => Ok(()),
+        })
+        .await?;
+        if reached < end {
+            return Err(RunError::Restore {
+                topic: topic.to_owned(),
+                partition: p,
+                offset: reached,
+                reason: format!("no record could be read before the end offset {end}"),
+            });
         }
         Ok(())
     }
@@ -659,6 +650,34 @@ async fn fill<M: GroupMember>(
         }
     }
     Ok(())
+}
+
+/// Reads `tp` from `from` up to `end` (exclusive), calling `f` for each record in order, and
+/// returns the offset reached: `end`, or less if the log returned nothing before it.
+pub(crate) async fn read_range<R: PartitionReader, E: From<LogError>>(
+    reader: &mut R,
+    tp: &TopicPartition,
+    mut from: i64,
+    end: i64,
+    mut f: impl FnMut(&dsr_log::ConsumedRecord) -> Result<(), E>,
+) -> Result<i64, E> {
+    while from < end {
+        let batch = reader
+            .read(tp, from, 10_000, Duration::from_secs(5))
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for r in &batch {
+            if r.offset >= end {
+                from = end;
+                break;
+            }
+            f(r)?;
+            from = r.next_offset();
+        }
+    }
+    Ok(from)
 }
 
 /// A dead-letter record: the original key and bytes, the reason and where they came from.

@@ -17,9 +17,9 @@
 //! the pipeline as a whole applies it once.
 
 use crate::router::{route_event, PersonIndex, Route};
-use crate::runner::{dead_letter, Codec};
+use crate::runner::{dead_letter, read_range, Codec};
 use dsr_core::{Event, Household, HouseholdId, Micros, PersonId};
-use dsr_log::{GroupEvent, GroupMember, Log, LogError, PartitionReader, Record, TopicPartition};
+use dsr_log::{GroupEvent, GroupMember, Log, LogError, Record, TopicPartition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -229,35 +229,30 @@ impl<L: Log, C: Codec> SourceRouter<L, C> {
         for p in 0..partitions {
             let tp = TopicPartition::new(&self.topics.changelog, p);
             let end = self.log.end_offset(&tp).await?;
-            let mut from = match at.get(&p) {
+            let from = match at.get(&p) {
                 Some(o) => *o,
                 None => self.log.beginning_offset(&tp).await?,
             };
-            while from < end {
-                let batch = reader
-                    .read(&tp, from, 10_000, Duration::from_secs(5))
-                    .await?;
-                let Some(last) = batch.last() else { break };
-                from = last.next_offset();
-                for r in &batch {
-                    let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
-                    else {
-                        continue;
-                    };
-                    let household_id = HouseholdId::new(key);
-                    let record = match r.value.as_deref() {
-                        Some(v) => match self.codec.decode_household(v) {
-                            Ok(h) => Some(h),
-                            Err(reason) => {
-                                tracing::warn!(partition = p, offset = r.offset, %reason, "unreadable changelog record; the person directory skips it");
-                                continue;
-                            }
-                        },
-                        None => None,
-                    };
-                    learned.extend(directory.learn(&household_id, record.as_ref()));
-                }
-            }
+            let codec = &self.codec;
+            let from = read_range(reader, &tp, from, end, |r| {
+                let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    return Ok::<(), RouterError>(());
+                };
+                let household_id = HouseholdId::new(key);
+                let record = match r.value.as_deref() {
+                    Some(v) => match codec.decode_household(v) {
+                        Ok(h) => Some(h),
+                        Err(reason) => {
+                            tracing::warn!(partition = p, offset = r.offset, %reason, "unreadable changelog record; the person directory skips it");
+                            return Ok(());
+                        }
+                    },
+                    None => None,
+                };
+                learned.extend(directory.learn(&household_id, record.as_ref()));
+                Ok(())
+            })
+            .await?;
             at.insert(p, from);
         }
         Ok(learned)
@@ -460,31 +455,26 @@ impl<L: Log, C: Codec> SourceRouter<L, C> {
         for p in 0..partitions {
             let tp = TopicPartition::new(&self.topics.parked, p);
             let end = self.log.end_offset(&tp).await?;
-            let mut from = self.log.beginning_offset(&tp).await?;
-            while from < end {
-                let batch = reader
-                    .read(&tp, from, 10_000, Duration::from_secs(5))
-                    .await?;
-                let Some(last) = batch.last() else { break };
-                from = last.next_offset();
-                for r in batch.iter().filter(|r| r.offset < end) {
-                    let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
-                    else {
-                        continue;
-                    };
-                    let entry = match (&r.value, r.header(WAITING_FOR_HEADER)) {
-                        (Some(v), Some(person)) => match self.codec.decode_event(v) {
-                            Ok(e) => Some((PersonId::new(String::from_utf8_lossy(person)), e)),
-                            Err(reason) => {
-                                tracing::warn!(%reason, "unreadable parked record; skipped");
-                                None
-                            }
-                        },
-                        _ => None,
-                    };
-                    latest.insert(key.to_owned(), entry);
-                }
-            }
+            let from = self.log.beginning_offset(&tp).await?;
+            let codec = &self.codec;
+            read_range(reader, &tp, from, end, |r| {
+                let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    return Ok::<(), RouterError>(());
+                };
+                let entry = match (&r.value, r.header(WAITING_FOR_HEADER)) {
+                    (Some(v), Some(person)) => match codec.decode_event(v) {
+                        Ok(e) => Some((PersonId::new(String::from_utf8_lossy(person)), e)),
+                        Err(reason) => {
+                            tracing::warn!(%reason, "unreadable parked record; skipped");
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                latest.insert(key.to_owned(), entry);
+                Ok(())
+            })
+            .await?;
         }
         let mut loaded = 0;
         for (key, entry) in latest {
