@@ -258,7 +258,7 @@ impl KafkaLog {
         match delivery.await {
             Ok(Ok(delivery)) => Ok(Appended {
                 partition: delivery.partition,
-                offset: delivery.offset,
+                offset: Some(delivery.offset),
             }),
             Ok(Err((error, _message))) => Err(self.delivery_error(topic, error)),
             Err(_canceled) => Err(LogError::Append {
@@ -414,7 +414,9 @@ impl Log for KafkaLog {
         for (done, delivery) in pending {
             appended[done] = Some(self.delivered(topic, delivery).await?);
         }
-        Ok(appended.into_iter().flatten().collect())
+        Ok(forget_offsets_of_duplicates(
+            appended.into_iter().flatten().collect(),
+        ))
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32, LogError> {
@@ -1002,5 +1004,43 @@ impl TopicAdmin for KafkaAdmin {
 
     async fn broker_count(&self) -> Result<usize, LogError> {
         Ok(self.metadata(None).await?.brokers().len())
+    }
+}
+
+/// librdkafka acknowledges a batch the broker answered with DUPLICATE_SEQUENCE_NUMBER (an
+/// idempotent retry of a batch already written, typically across a broker restart) as delivered
+/// with base offset -1, and numbers the batch's records -1, 0, 1, … from it. Those numbers are
+/// not positions in the log. From the first such record on, the offsets of that partition in
+/// this append are reported as unknown rather than wrong (seen on nisshi; see
+/// docs/kafka-compatibility.md).
+fn forget_offsets_of_duplicates(mut appended: Vec<Appended>) -> Vec<Appended> {
+    let mut unknown = std::collections::HashSet::new();
+    for at in &mut appended {
+        if at.offset.is_some_and(|offset| offset < 0) {
+            unknown.insert(at.partition);
+        }
+        if unknown.contains(&at.partition) {
+            at.offset = None;
+        }
+    }
+    appended
+}
+
+#[cfg(test)]
+mod duplicate_offsets {
+    use super::*;
+
+    #[test]
+    fn offsets_from_a_duplicate_batch_are_unknown_from_its_first_record_on() {
+        let at = |partition, offset| Appended {
+            partition,
+            offset: Some(offset),
+        };
+        let appended = vec![at(0, 40), at(1, 7), at(0, -1), at(0, 0), at(1, 8), at(0, 1)];
+        let offsets: Vec<_> = forget_offsets_of_duplicates(appended)
+            .into_iter()
+            .map(|a| a.offset)
+            .collect();
+        assert_eq!(offsets, vec![Some(40), Some(7), None, None, Some(8), None]);
     }
 }

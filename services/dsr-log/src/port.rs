@@ -123,7 +123,11 @@ impl Record {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Appended {
     pub partition: Partition,
-    pub offset: Offset,
+    /// `None` when the log acknowledged the record without saying where it is: a Kafka
+    /// idempotent-producer retry that the broker recognised as already written (after a broker
+    /// restart, for example) is acknowledged as a duplicate with no offset. The record is in the
+    /// partition exactly once; only its position is unknown.
+    pub offset: Option<Offset>,
 }
 
 /// A record read from a partition.

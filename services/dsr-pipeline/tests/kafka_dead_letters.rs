@@ -127,7 +127,12 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_next_record_is_processe
     let appended = fx.log.append(&topic, records).await.unwrap();
     let partition = appended[0].partition;
     assert!(appended.iter().all(|a| a.partition == partition));
-    let offset_of = |i: usize| appended[i].offset.to_string();
+    let offset_of = |i: usize| {
+        appended[i]
+            .offset
+            .expect("a fresh append on a running broker has offsets")
+            .to_string()
+    };
 
     let state = tempfile::tempdir().unwrap();
     let mut processor = fx.processor(state.path(), "dlq-test");
