@@ -113,6 +113,17 @@ pub enum LogError {
         source: Cause,
     },
 
+    #[error(
+        "the embedded log in `{dir}`: {what}: {source}; check the disk (space, permissions) and \
+         restart dsr — acknowledged records are on disk and recovery keeps them"
+    )]
+    Embedded {
+        dir: String,
+        what: String,
+        #[source]
+        source: Cause,
+    },
+
     #[error("{what} did not finish within {after:?}; check that the broker is reachable")]
     Timeout { what: String, after: Duration },
 }

@@ -91,7 +91,7 @@ async fn run() {
 /// another topic, acknowledged, with offsets committed.
 async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
     let admin: AdminClient<_> = fx
-        .config
+        .config()
         .producer_config()
         .create()
         .expect("an admin client");
@@ -103,14 +103,14 @@ async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
         .await
         .expect("the output topic is created");
     let consumer: BaseConsumer = fx
-        .config
+        .config()
         .member_config("bench-raw")
         .create()
         .expect("a consumer");
     consumer
         .subscribe(&[fx.topics.household_events.as_str()])
         .expect("subscribed");
-    let producer: FutureProducer = fx.config.producer_config().create().expect("a producer");
+    let producer: FutureProducer = fx.config().producer_config().create().expect("a producer");
     let started = Instant::now();
     let mut done = 0u64;
     while done < n {

@@ -242,12 +242,41 @@ pub fn load_programs(dir: &std::path::Path) -> Vec<Program> {
     programs
 }
 
-/// A real broker with dsr's topics, dsr's schema registry on a free port with dsr's schemas
-/// registered, and the codec those ids give: what every Kafka test starts from.
-pub struct KafkaFixture {
-    pub broker: dsr_log::testing::TestBroker,
-    pub config: dsr_log::KafkaConfig,
-    pub log: dsr_log::KafkaLog,
+/// A log the fixtures can hand to another processor or router: a new Kafka client on the same
+/// broker, or the same embedded log.
+pub trait FixtureLog: dsr_log::Log + Sized + 'static {
+    fn another(&self) -> Self;
+}
+
+impl FixtureLog for dsr_log::EmbeddedLog {
+    fn another(&self) -> Self {
+        self.clone()
+    }
+}
+
+impl FixtureLog for dsr_log::KafkaLog {
+    fn another(&self) -> Self {
+        dsr_log::KafkaLog::new(self.config().clone()).expect("a Kafka client")
+    }
+}
+
+/// What keeps a fixture's log alive.
+pub enum Backend {
+    /// A real broker (nisshi, started by the fixture) and the client settings for it.
+    Kafka {
+        broker: Box<dsr_log::testing::TestBroker>,
+        config: dsr_log::KafkaConfig,
+    },
+    /// The embedded log's directory.
+    Embedded(tempfile::TempDir),
+}
+
+/// A log with dsr's topics, dsr's schema registry on a free port with dsr's schemas
+/// registered, and the codec those ids give: what every pipeline test starts from, on either
+/// adapter ([`Fixture::kafka`] / [`Fixture::embedded`]).
+pub struct Fixture<L> {
+    pub log: L,
+    pub backend: Backend,
     pub registry_url: String,
     pub ids: crate::codec::SchemaIds,
     pub codec: crate::codec::WireCodec,
@@ -255,9 +284,49 @@ pub struct KafkaFixture {
     pub programs: Vec<Program>,
 }
 
-impl KafkaFixture {
-    /// `repo` is the repository root (for `topics/` and `programs/`).
+/// The fixture on a real broker.
+pub type KafkaFixture = Fixture<dsr_log::KafkaLog>;
+/// The fixture on the embedded log in a temporary directory.
+pub type EmbeddedFixture = Fixture<dsr_log::EmbeddedLog>;
+
+/// Registry and schemas shared by both fixtures.
+async fn registry_and_schemas(
+    repo: &std::path::Path,
+) -> (
+    String,
+    crate::codec::SchemaIds,
+    crate::runner::Topics,
+    Vec<Program>,
+) {
+    let registry = std::sync::Arc::new(dsr_schema_registry::Registry::in_memory());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let registry_url = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(dsr_schema_registry::api::serve(listener, registry));
+    let topics = crate::runner::Topics::default();
+    let programs = load_programs(&repo.join("programs"));
+    let eligibility: Vec<String> = programs.iter().map(|p| topics.eligibility(&p.id)).collect();
+    let eligibility: Vec<&str> = eligibility.iter().map(String::as_str).collect();
+    let ids = crate::codec::register(
+        &dsr_schema_registry::RegistryClient::new(&registry_url),
+        &[topics.household_events.as_str()],
+        &topics.changelog,
+        &topics.parked,
+        &eligibility,
+    )
+    .await
+    .expect("schemas registered");
+    (registry_url, ids, topics, programs)
+}
+
+impl Fixture<dsr_log::KafkaLog> {
+    /// Starts a broker. `repo` is the repository root (for `topics/` and `programs/`).
     pub async fn start(repo: &std::path::Path) -> KafkaFixture {
+        Self::kafka(repo).await
+    }
+
+    pub async fn kafka(repo: &std::path::Path) -> KafkaFixture {
         use dsr_log::KafkaAdmin;
         let broker = dsr_log::testing::TestBroker::start().expect("the test broker starts");
         let config = dsr_log::KafkaConfig::new(broker.bootstrap());
@@ -266,29 +335,13 @@ impl KafkaFixture {
         dsr_log::topics::apply(&admin, &decls)
             .await
             .expect("topics created");
-        let registry = std::sync::Arc::new(dsr_schema_registry::Registry::in_memory());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let registry_url = format!("http://{}", listener.local_addr().expect("an address"));
-        tokio::spawn(dsr_schema_registry::api::serve(listener, registry));
-        let topics = crate::runner::Topics::default();
-        let programs = load_programs(&repo.join("programs"));
-        let eligibility: Vec<String> = programs.iter().map(|p| topics.eligibility(&p.id)).collect();
-        let eligibility: Vec<&str> = eligibility.iter().map(String::as_str).collect();
-        let ids = crate::codec::register(
-            &dsr_schema_registry::RegistryClient::new(&registry_url),
-            &[topics.household_events.as_str()],
-            &topics.changelog,
-            &topics.parked,
-            &eligibility,
-        )
-        .await
-        .expect("schemas registered");
-        KafkaFixture {
+        let (registry_url, ids, topics, programs) = registry_and_schemas(repo).await;
+        Fixture {
             log: dsr_log::KafkaLog::new(config.clone()).expect("a Kafka client"),
-            broker,
-            config,
+            backend: Backend::Kafka {
+                broker: Box::new(broker),
+                config,
+            },
             codec: crate::codec::WireCodec::new(ids)
                 .with_registry(dsr_schema_registry::RegistryClient::new(&registry_url)),
             registry_url,
@@ -298,14 +351,53 @@ impl KafkaFixture {
         }
     }
 
-    /// A household processor on this fixture's broker and topics, with its state in `state`.
+    pub fn broker(&self) -> &dsr_log::testing::TestBroker {
+        match &self.backend {
+            Backend::Kafka { broker, .. } => broker,
+            Backend::Embedded(_) => unreachable!("a Kafka fixture has a broker"),
+        }
+    }
+
+    pub fn config(&self) -> &dsr_log::KafkaConfig {
+        match &self.backend {
+            Backend::Kafka { config, .. } => config,
+            Backend::Embedded(_) => unreachable!("a Kafka fixture has a config"),
+        }
+    }
+}
+
+impl Fixture<dsr_log::EmbeddedLog> {
+    /// Opens an embedded log in a new temporary directory with dsr's topics.
+    pub async fn embedded(repo: &std::path::Path) -> EmbeddedFixture {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (log, _) = dsr_log::EmbeddedLog::open(dir.path()).expect("the embedded log opens");
+        let decls = dsr_log::topics::load_dir(&repo.join("topics")).expect("topics/ loads");
+        dsr_log::topics::apply(&log, &decls)
+            .await
+            .expect("topics created");
+        let (registry_url, ids, topics, programs) = registry_and_schemas(repo).await;
+        Fixture {
+            log,
+            backend: Backend::Embedded(dir),
+            codec: crate::codec::WireCodec::new(ids)
+                .with_registry(dsr_schema_registry::RegistryClient::new(&registry_url)),
+            registry_url,
+            ids,
+            topics,
+            programs,
+        }
+    }
+}
+
+impl<L: FixtureLog> Fixture<L> {
+    /// A household processor on this fixture's log and topics, with its state in `state`.
     pub fn processor(
         &self,
         state: &std::path::Path,
         group: &str,
-    ) -> crate::runner::HouseholdProcessor<dsr_log::KafkaLog, crate::codec::WireCodec> {
+    ) -> crate::runner::HouseholdProcessor<L, crate::codec::WireCodec> {
         crate::runner::HouseholdProcessor {
-            log: dsr_log::KafkaLog::new(self.config.clone()).expect("a Kafka client"),
+            log: self.log.another(),
             codec: crate::codec::WireCodec::new(self.ids)
                 .with_registry(dsr_schema_registry::RegistryClient::new(&self.registry_url)),
             state: dsr_store::FjallState::open(state).expect("a state directory"),
@@ -322,7 +414,6 @@ impl KafkaFixture {
     /// Publishes events to `dsr.household-events`, keyed by household, in wire format.
     pub async fn publish(&self, events: &[Event]) {
         use crate::runner::Codec;
-        use dsr_log::Log;
         for chunk in events.chunks(10_000) {
             let records: Vec<dsr_log::Record> = chunk
                 .iter()
@@ -344,7 +435,7 @@ impl KafkaFixture {
 
     /// Every record of every partition of `topic`, as of now.
     pub async fn read_topic(&self, topic: &str) -> Vec<dsr_log::ConsumedRecord> {
-        use dsr_log::{Log, PartitionReader, TopicPartition};
+        use dsr_log::{PartitionReader, TopicPartition};
         let mut reader = self.log.reader().expect("a reader");
         let mut records = Vec::new();
         for p in 0..self
@@ -415,5 +506,74 @@ impl KafkaFixture {
             }
         }
         ids
+    }
+}
+
+/// The scenario every deployment must pass, one body for both adapters: a generated
+/// population's events go in as Avro in Confluent wire format; the processor runs until it has
+/// processed every event and derived event; the changelog equals what the domain core computes
+/// from the same events, every household has a need score, and the eligibility changes have
+/// no duplicates, valid histories and the domain core's ids.
+pub async fn generated_population_matches_the_domain_core<L: FixtureLog>(
+    fx: &Fixture<L>,
+    households: u64,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let events = population(5, households);
+    fx.publish(&events).await;
+    let expected = reference(&events, &fx.programs);
+
+    let state_dir = tempfile::tempdir().expect("a temporary directory");
+    let processor = fx.processor(state_dir.path(), "test-processor");
+    let progress = processor.progress.clone();
+    let total = events.len() as u64 + expected.derived;
+    let started = Instant::now();
+    let watched = progress.clone();
+    let stats = processor
+        .run(async move {
+            while watched.load(Ordering::Relaxed) < total
+                && started.elapsed() < Duration::from_secs(600)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the processor runs");
+    assert_eq!(
+        progress.load(Ordering::Relaxed),
+        total,
+        "every event and derived event processed ({stats:?})"
+    );
+    eprintln!(
+        "processed {} events ({} derived) in {:.1}s: {stats:?}",
+        total,
+        expected.derived,
+        started.elapsed().as_secs_f64()
+    );
+
+    let changelog = fx.changelog().await;
+    assert_eq!(
+        changelog.len(),
+        expected.households.len(),
+        "one changelog record per household"
+    );
+    let mismatched: Vec<_> = changelog
+        .iter()
+        .filter(|(hid, h)| content(h) != content(&expected.households[*hid]))
+        .map(|(hid, _)| hid.clone())
+        .collect();
+    assert!(
+        mismatched.is_empty(),
+        "{} households differ from the domain core, e.g. {:?}",
+        mismatched.len(),
+        mismatched.first()
+    );
+    assert!(
+        changelog.values().all(|h| h.need_score.is_some()),
+        "every household has a need score"
+    );
+    if let Err(problems) = check_changes(&expected, &changelog, &fx.changes().await) {
+        panic!("eligibility changes: {problems}");
     }
 }

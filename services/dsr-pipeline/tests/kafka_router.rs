@@ -29,7 +29,7 @@ fn person_only(mut e: Event, name: &str) -> Event {
 
 fn router(fx: &KafkaFixture, max_wait: Duration) -> SourceRouter<dsr_log::KafkaLog, WireCodec> {
     SourceRouter {
-        log: dsr_log::KafkaLog::new(fx.config.clone()).unwrap(),
+        log: dsr_log::KafkaLog::new(fx.config().clone()).unwrap(),
         codec: WireCodec::new(fx.ids).with_registry(RegistryClient::new(&fx.registry_url)),
         topics: RouterTopics::default(),
         group: "test-router".into(),

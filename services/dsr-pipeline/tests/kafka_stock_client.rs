@@ -55,7 +55,7 @@ async fn an_event_from_confluents_python_serializer_is_processed() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let args = vec![
         script.display().to_string(),
-        fx.broker.bootstrap(),
+        fx.broker().bootstrap(),
         fx.registry_url.clone(),
         fx.topics.household_events.clone(),
         schema_file.display().to_string(),

@@ -22,7 +22,7 @@ fn dsr(args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_reports_bad_lines_and_tail_decodes_what_was_published() {
     let fx = KafkaFixture::start(&repo()).await;
-    let bootstrap = fx.broker.bootstrap();
+    let bootstrap = fx.broker().bootstrap();
     let registered = fixtures::household("H00000042")
         .head(Sex::Female, 30)
         .income(IncomeSource::Wages, 80.0)

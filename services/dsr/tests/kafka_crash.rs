@@ -15,7 +15,7 @@ async fn killing_dsr_process_five_times_loses_nothing_and_duplicates_nothing() {
     let fx = KafkaFixture::start(&repo()).await;
     // The CLI against the topics the fixture created: idempotent, nothing to change.
     let applied = Command::new(env!("CARGO_BIN_EXE_dsr"))
-        .args(["topics", "apply", "--bootstrap", &fx.broker.bootstrap()])
+        .args(["topics", "apply", "--bootstrap", &fx.broker().bootstrap()])
         .current_dir(repo())
         .output()
         .unwrap();

@@ -25,7 +25,7 @@ pub fn start_process(fx: &KafkaFixture, state: &Path) -> Child {
         .args([
             "process",
             "--bootstrap",
-            &fx.broker.bootstrap(),
+            &fx.broker().bootstrap(),
             "--schema-registry",
             &fx.registry_url,
             "--batch-size",

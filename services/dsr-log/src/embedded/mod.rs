@@ -1,0 +1,904 @@
+//! The embedded log: the log port on a directory, for `dsr up` (no Kafka, no server).
+//!
+//! Same semantics as the Kafka adapter where processing code can see them: topics with
+//! partitions, keyed records in Kafka's partition (murmur2), offsets from 0, headers and
+//! timestamps, consumer groups with committed offsets, `Assigned`/`Revoked` events, and an
+//! append acknowledged only once it is on disk.
+//!
+//! - [`frame`]: the checksummed frame format;
+//! - [`journal`]: segment files, recovery (a torn tail is cut and reported), durable writes;
+//! - this module: the index of every partition in memory, the single writer thread that
+//!   group-commits (everything queued while one `fdatasync` runs goes into the next one), readers
+//!   and in-process consumer groups.
+//!
+//! Not here (documented in `docs/architecture.md`): compaction and retention (compacted topics
+//! keep every version), and an on-disk index (the index is rebuilt by reading the journal on
+//! start, and takes 12 bytes of memory per record).
+
+pub mod frame;
+pub mod journal;
+
+use crate::error::LogError;
+use crate::port::{
+    partition_for_key, Appended, ConsumedRecord, CreateOutcome, GroupEvent, GroupMember, Log,
+    NewTopicSpec, Offset, Partition, PartitionReader, Record, TopicAdmin, TopicDescription,
+    TopicPartition,
+};
+use frame::{Frame, StoredCommit, StoredRecord, StoredTopic};
+use journal::{Active, RecoveryReport, Segment};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// At most this many bytes go into one group commit.
+const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+/// Where one record is: its frame's position and length in the journal.
+type Slot = (u64, u32);
+
+struct TopicIndex {
+    id: u32,
+    spec: NewTopicSpec,
+    partitions: Vec<Vec<Slot>>,
+}
+
+#[derive(Default)]
+struct Index {
+    topics: HashMap<String, TopicIndex>,
+    names: HashMap<u32, String>,
+    segments: Vec<Segment>,
+    /// Committed offsets by group.
+    committed: HashMap<String, HashMap<TopicPartition, Offset>>,
+}
+
+impl Index {
+    fn apply(&mut self, position: u64, length: u32, frame: Frame) {
+        match frame {
+            Frame::Topic(topic) => {
+                let spec = NewTopicSpec {
+                    name: topic.name.clone(),
+                    partitions: topic.partitions as i32,
+                    replication_factor: topic.replication_factor,
+                    configs: topic.configs,
+                };
+                self.names.insert(topic.topic_id, topic.name.clone());
+                self.topics.insert(
+                    topic.name,
+                    TopicIndex {
+                        id: topic.topic_id,
+                        spec,
+                        partitions: vec![Vec::new(); topic.partitions as usize],
+                    },
+                );
+            }
+            Frame::Record(record) => {
+                let Some(name) = self.names.get(&record.topic_id) else {
+                    tracing::warn!(
+                        topic_id = record.topic_id,
+                        "a record of an unknown topic in the journal; skipped"
+                    );
+                    return;
+                };
+                let topic = self.topics.get_mut(name).expect("names and topics agree");
+                if let Some(partition) = topic.partitions.get_mut(record.partition as usize) {
+                    debug_assert_eq!(partition.len() as i64, record.offset);
+                    partition.push((position, length));
+                }
+            }
+            Frame::Commit(commit) => {
+                let group = self.committed.entry(commit.group).or_default();
+                for (topic_id, partition, offset) in commit.offsets {
+                    if let Some(name) = self.names.get(&topic_id) {
+                        group.insert(TopicPartition::new(name.clone(), partition), offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Request {
+    Append {
+        topic: String,
+        records: Vec<Record>,
+        reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+    },
+    CreateTopic {
+        spec: NewTopicSpec,
+        reply: oneshot::Sender<Result<CreateOutcome, LogError>>,
+    },
+    Commit {
+        group: String,
+        offsets: Vec<(TopicPartition, Offset)>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+}
+
+struct Inner {
+    dir: PathBuf,
+    index: RwLock<Index>,
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Bumped after every group commit; readers wait on it.
+    changes: watch::Sender<u64>,
+    groups: Mutex<HashMap<String, GroupState>>,
+    next_member: AtomicU64,
+}
+
+/// The embedded log. Cheap to clone; every clone is the same log.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `dir`: reads the journal, cuts a torn tail, rebuilds the
+    /// index, and starts the writer. The report says what recovery found.
+    pub fn open(dir: impl AsRef<Path>) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
+        let dir = dir.as_ref().to_owned();
+        let storage = |what: &str, source: journal::JournalError| LogError::Embedded {
+            dir: dir.display().to_string(),
+            what: what.to_owned(),
+            source: Box::new(source),
+        };
+        let mut index = Index::default();
+        let (mut segments, report) = journal::recover(&dir, |position, length, frame| {
+            index.apply(position, length, frame)
+        })
+        .map_err(|e| storage("recovery failed", e))?;
+        if report.truncated.is_some() {
+            tracing::warn!(dir = %dir.display(), %report, "embedded log: cut a torn tail (writes that were never acknowledged)");
+        } else {
+            tracing::info!(dir = %dir.display(), %report, "embedded log opened");
+        }
+        let (active, created) =
+            Active::open(&dir, &segments).map_err(|e| storage("cannot open the journal", e))?;
+        segments.extend(created);
+        index.segments = segments;
+        let mut next_offsets = HashMap::new();
+        let mut topics = HashMap::new();
+        for (name, topic) in &index.topics {
+            topics.insert(name.clone(), (topic.id, topic.spec.partitions));
+            for (p, slots) in topic.partitions.iter().enumerate() {
+                next_offsets.insert((topic.id, p as Partition), slots.len() as Offset);
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let (changes, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            dir: dir.clone(),
+            index: RwLock::new(index),
+            requests: Mutex::new(Some(tx)),
+            writer: Mutex::new(None),
+            changes,
+            groups: Mutex::default(),
+            next_member: AtomicU64::new(1),
+        });
+        let writer = Writer {
+            inner: Arc::downgrade(&inner),
+            active,
+            next_offsets,
+            topics,
+            round_robin: 0,
+            dir,
+        };
+        let handle = std::thread::Builder::new()
+            .name("dsr-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| LogError::Embedded {
+                dir: inner.dir.display().to_string(),
+                what: "cannot start the writer thread".into(),
+                source: Box::new(e),
+            })?;
+        *inner.writer.lock().unwrap() = Some(handle);
+        Ok((EmbeddedLog { inner }, report))
+    }
+
+    /// Stops accepting writes and waits until the writer has finished what was queued. Every
+    /// acknowledged write is already on disk; this only makes shutdown orderly.
+    pub fn close(&self) {
+        self.inner.requests.lock().unwrap().take();
+        if let Some(handle) = self.inner.writer.lock().unwrap().take() {
+            let _ = handle.join();
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Request,
+    ) -> Result<T, LogError> {
+        let (reply, answer) = oneshot::channel();
+        let sent = match self.inner.requests.lock().unwrap().as_ref() {
+            Some(sender) => sender.send(make(reply)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(self.closed());
+        }
+        answer.await.unwrap_or_else(|_| Err(self.closed()))
+    }
+
+    fn closed(&self) -> LogError {
+        LogError::Embedded {
+            dir: self.inner.dir.display().to_string(),
+            what: "the log is closed (shutting down, or its writer stopped after a disk error)"
+                .into(),
+            source: "no writer".into(),
+        }
+    }
+
+    fn read_slots(
+        &self,
+        partition: &TopicPartition,
+        from: Offset,
+        max_records: usize,
+    ) -> Result<Vec<ConsumedRecord>, LogError> {
+        let (slots, segments) = {
+            let index = self.inner.index.read().unwrap();
+            let topic =
+                index
+                    .topics
+                    .get(&partition.topic)
+                    .ok_or_else(|| LogError::UnknownTopic {
+                        topic: partition.topic.clone(),
+                    })?;
+            let slots = topic
+                .partitions
+                .get(partition.partition as usize)
+                .ok_or_else(|| LogError::Read {
+                    partition: partition.clone(),
+                    source: format!(
+                        "topic `{}` has {} partitions",
+                        partition.topic,
+                        topic.partitions.len()
+                    )
+                    .into(),
+                })?;
+            let from = from.max(0) as usize;
+            if from >= slots.len() {
+                return Ok(Vec::new());
+            }
+            let to = slots.len().min(from + max_records);
+            (
+                (from..to)
+                    .map(|o| (o as Offset, slots[o]))
+                    .collect::<Vec<_>>(),
+                index.segments.clone(),
+            )
+        };
+        let mut records = Vec::with_capacity(slots.len());
+        for (offset, (position, length)) in slots {
+            let bytes =
+                journal::read_at(&segments, position, length).map_err(|e| LogError::Read {
+                    partition: partition.clone(),
+                    source: Box::new(e),
+                })?;
+            let record = match frame::decode(&bytes) {
+                Ok((Frame::Record(record), _)) if record.offset == offset => record,
+                Ok(_) => {
+                    return Err(LogError::Read {
+                        partition: partition.clone(),
+                        source: format!(
+                            "the index points at a different frame for offset {offset}"
+                        )
+                        .into(),
+                    })
+                }
+                Err(error) => {
+                    return Err(LogError::Read {
+                        partition: partition.clone(),
+                        source: format!("offset {offset} at journal position {position}: {error}")
+                            .into(),
+                    })
+                }
+            };
+            records.push(ConsumedRecord {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                offset,
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+                timestamp_ms: record.timestamp_ms,
+            });
+        }
+        Ok(records)
+    }
+
+    fn partition_len(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+        let index = self.inner.index.read().unwrap();
+        let topic = index
+            .topics
+            .get(&partition.topic)
+            .ok_or_else(|| LogError::UnknownTopic {
+                topic: partition.topic.clone(),
+            })?;
+        topic
+            .partitions
+            .get(partition.partition as usize)
+            .map(|slots| slots.len() as Offset)
+            .ok_or_else(|| LogError::Offsets {
+                partition: partition.clone(),
+                source: format!(
+                    "topic `{}` has {} partitions",
+                    partition.topic,
+                    topic.partitions.len()
+                )
+                .into(),
+            })
+    }
+
+    /// Waits until the log changed after `seen`, or `deadline`. Returns the new change count.
+    async fn wait_for_change(&self, rx: &mut watch::Receiver<u64>, deadline: Instant) {
+        let now = Instant::now();
+        if deadline > now {
+            let _ = tokio::time::timeout(deadline - now, rx.changed()).await;
+        }
+    }
+}
+
+/// The single writer: turns queued requests into frames, writes them with one `fdatasync`,
+/// publishes them to the index, then answers.
+struct Writer {
+    inner: std::sync::Weak<Inner>,
+    active: Active,
+    next_offsets: HashMap<(u32, Partition), Offset>,
+    topics: HashMap<String, (u32, i32)>,
+    round_robin: u32,
+    dir: PathBuf,
+}
+
+/// An answer to send once the group commit is durable.
+enum Answer {
+    Append(
+        oneshot::Sender<Result<Vec<Appended>, LogError>>,
+        Vec<Appended>,
+    ),
+    Create(
+        oneshot::Sender<Result<CreateOutcome, LogError>>,
+        CreateOutcome,
+    ),
+    Commit(oneshot::Sender<Result<(), LogError>>),
+}
+
+impl Writer {
+    fn run(mut self, requests: mpsc::Receiver<Request>) {
+        let mut buffer = Vec::with_capacity(1 << 20);
+        while let Ok(first) = requests.recv() {
+            buffer.clear();
+            let mut frames: Vec<(u64, u32, Frame)> = Vec::new();
+            let mut answers = Vec::new();
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                self.encode(request, &mut buffer, &mut frames, &mut answers);
+                if buffer.len() < MAX_GROUP_BYTES {
+                    next = requests.try_recv().ok();
+                }
+            }
+            if buffer.is_empty() {
+                // Only refusals (answered already) or creates of existing topics.
+                self.answer(answers);
+                continue;
+            }
+            let start = self.active.end();
+            let Some(inner) = self.inner.upgrade() else {
+                return;
+            };
+            match self.active.write_durably(&buffer) {
+                Ok(()) => {
+                    let rolled = self.active.roll_if_full();
+                    let mut index = inner.index.write().unwrap();
+                    for (relative, length, frame) in frames {
+                        index.apply(start + relative, length, frame);
+                    }
+                    match rolled {
+                        Ok(Some(segment)) => index.segments.push(segment),
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "cannot start a new segment; appends continue in the full one")
+                        }
+                    }
+                    drop(index);
+                    inner.changes.send_modify(|n| *n += 1);
+                    self.answer(answers);
+                }
+                Err(error) => {
+                    // Nothing of this group is on disk: undo the offsets it took and fail it.
+                    tracing::error!(%error, "embedded log: a group commit failed");
+                    for (_, _, frame) in &frames {
+                        match frame {
+                            Frame::Record(r) => {
+                                let next = self
+                                    .next_offsets
+                                    .get_mut(&(r.topic_id, r.partition))
+                                    .expect("known partition");
+                                *next = (*next).min(r.offset);
+                            }
+                            Frame::Topic(t) => {
+                                self.topics.remove(&t.name);
+                            }
+                            Frame::Commit(_) => {}
+                        }
+                    }
+                    let message = error.to_string();
+                    for answer in answers {
+                        let error = || LogError::Embedded {
+                            dir: self.dir.display().to_string(),
+                            what: "the write did not reach the disk".into(),
+                            source: message.clone().into(),
+                        };
+                        match answer {
+                            Answer::Append(reply, _) => drop(reply.send(Err(error()))),
+                            Answer::Create(reply, _) => drop(reply.send(Err(error()))),
+                            Answer::Commit(reply) => drop(reply.send(Err(error()))),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(&self, answers: Vec<Answer>) {
+        for answer in answers {
+            match answer {
+                Answer::Append(reply, appended) => drop(reply.send(Ok(appended))),
+                Answer::Create(reply, outcome) => drop(reply.send(Ok(outcome))),
+                Answer::Commit(reply) => drop(reply.send(Ok(()))),
+            }
+        }
+    }
+
+    fn encode(
+        &mut self,
+        request: Request,
+        buffer: &mut Vec<u8>,
+        frames: &mut Vec<(u64, u32, Frame)>,
+        answers: &mut Vec<Answer>,
+    ) {
+        match request {
+            Request::Append {
+                topic,
+                records,
+                reply,
+            } => {
+                let Some(&(topic_id, count)) = self.topics.get(&topic) else {
+                    let _ = reply.send(Err(LogError::UnknownTopic { topic }));
+                    return;
+                };
+                if let Some(bad) = records
+                    .iter()
+                    .find_map(|r| r.partition.filter(|p| *p < 0 || *p >= count))
+                {
+                    let _ = reply.send(Err(LogError::Append {
+                        topic: topic.clone(),
+                        source: format!("partition {bad} does not exist (the topic has {count})")
+                            .into(),
+                    }));
+                    return;
+                }
+                if let Some(size) = records
+                    .iter()
+                    .map(|r| {
+                        r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len)
+                    })
+                    .find(|size| *size > frame::MAX_BODY - 64 * 1024)
+                {
+                    let _ = reply.send(Err(LogError::Append {
+                        topic: topic.clone(),
+                        source: format!("a record of {size} bytes is above the limit").into(),
+                    }));
+                    return;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let mut appended = Vec::with_capacity(records.len());
+                for record in records {
+                    let partition = match (record.partition, &record.key) {
+                        (Some(p), _) => p,
+                        (None, Some(key)) => partition_for_key(key, count),
+                        (None, None) => {
+                            self.round_robin = self.round_robin.wrapping_add(1);
+                            (self.round_robin % count as u32) as Partition
+                        }
+                    };
+                    let next = self.next_offsets.entry((topic_id, partition)).or_insert(0);
+                    let offset = *next;
+                    *next += 1;
+                    let stored = StoredRecord {
+                        topic_id,
+                        partition,
+                        offset,
+                        timestamp_ms: Some(record.timestamp_ms.unwrap_or(now)),
+                        key: record.key,
+                        value: record.value,
+                        headers: record.headers,
+                    };
+                    let at = buffer.len() as u64;
+                    let length = frame::encode_record(buffer, &stored);
+                    frames.push((at, length as u32, Frame::Record(stored)));
+                    appended.push(Appended {
+                        partition,
+                        offset: Some(offset),
+                    });
+                }
+                answers.push(Answer::Append(reply, appended));
+            }
+            Request::CreateTopic { spec, reply } => {
+                if self.topics.contains_key(&spec.name) {
+                    answers.push(Answer::Create(reply, CreateOutcome::AlreadyExists));
+                    return;
+                }
+                if spec.partitions <= 0 || spec.name.is_empty() || spec.name.len() > 249 {
+                    let _ = reply.send(Err(LogError::Admin {
+                        topic: spec.name.clone(),
+                        source: "a topic needs a name of 1-249 characters and at least one \
+                                 partition"
+                            .into(),
+                    }));
+                    return;
+                }
+                let topic_id = self
+                    .topics
+                    .values()
+                    .map(|(id, _)| id + 1)
+                    .max()
+                    .unwrap_or(0);
+                self.topics
+                    .insert(spec.name.clone(), (topic_id, spec.partitions));
+                for p in 0..spec.partitions {
+                    self.next_offsets.insert((topic_id, p), 0);
+                }
+                let stored = StoredTopic {
+                    topic_id,
+                    partitions: spec.partitions as u32,
+                    replication_factor: spec.replication_factor,
+                    name: spec.name,
+                    configs: spec.configs,
+                };
+                let at = buffer.len() as u64;
+                let length = frame::encode_topic(buffer, &stored);
+                frames.push((at, length as u32, Frame::Topic(stored)));
+                answers.push(Answer::Create(reply, CreateOutcome::Created));
+            }
+            Request::Commit {
+                group,
+                offsets,
+                reply,
+            } => {
+                let mut stored = Vec::with_capacity(offsets.len());
+                for (tp, offset) in offsets {
+                    let Some(&(topic_id, _)) = self.topics.get(&tp.topic) else {
+                        let _ = reply.send(Err(LogError::UnknownTopic { topic: tp.topic }));
+                        return;
+                    };
+                    stored.push((topic_id, tp.partition, offset));
+                }
+                let commit = StoredCommit {
+                    group,
+                    offsets: stored,
+                };
+                let at = buffer.len() as u64;
+                let length = frame::encode_commit(buffer, &commit);
+                frames.push((at, length as u32, Frame::Commit(commit)));
+                answers.push(Answer::Commit(reply));
+            }
+        }
+    }
+}
+
+impl Log for EmbeddedLog {
+    type Reader = EmbeddedReader;
+    type Member = EmbeddedMember;
+
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let topic = topic.to_owned();
+        self.request(|reply| Request::Append {
+            topic,
+            records,
+            reply,
+        })
+        .await
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<i32, LogError> {
+        let index = self.inner.index.read().unwrap();
+        index
+            .topics
+            .get(topic)
+            .map(|t| t.spec.partitions)
+            .ok_or_else(|| LogError::UnknownTopic {
+                topic: topic.to_owned(),
+            })
+    }
+
+    async fn beginning_offset(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+        self.partition_len(partition).map(|_| 0)
+    }
+
+    async fn end_offset(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+        self.partition_len(partition)
+    }
+
+    fn reader(&self) -> Result<EmbeddedReader, LogError> {
+        Ok(EmbeddedReader { log: self.clone() })
+    }
+
+    fn join_group(&self, group_id: &str, topics: &[&str]) -> Result<EmbeddedMember, LogError> {
+        {
+            let index = self.inner.index.read().unwrap();
+            if let Some(missing) = topics.iter().find(|t| !index.topics.contains_key(**t)) {
+                return Err(LogError::UnknownTopic {
+                    topic: (*missing).to_owned(),
+                });
+            }
+        }
+        let id = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
+        let mut groups = self.inner.groups.lock().unwrap();
+        let group = groups.entry(group_id.to_owned()).or_default();
+        group
+            .members
+            .insert(id, topics.iter().map(|t| (*t).to_owned()).collect());
+        Ok(EmbeddedMember {
+            log: self.clone(),
+            group: group_id.to_owned(),
+            id,
+            owned: BTreeMap::new(),
+            changes: self.inner.changes.subscribe(),
+            next_partition: 0,
+        })
+    }
+}
+
+impl TopicAdmin for EmbeddedLog {
+    async fn create_topic(&self, spec: &NewTopicSpec) -> Result<CreateOutcome, LogError> {
+        let spec = spec.clone();
+        self.request(|reply| Request::CreateTopic { spec, reply })
+            .await
+    }
+
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicDescription>, LogError> {
+        let index = self.inner.index.read().unwrap();
+        Ok(index.topics.get(name).map(|t| TopicDescription {
+            name: t.spec.name.clone(),
+            partitions: t.spec.partitions,
+            replication_factor: t.spec.replication_factor,
+            configs: t.spec.configs.clone(),
+        }))
+    }
+
+    /// One "broker": the embedded log keeps one copy (the disk's own redundancy is all there
+    /// is), so declared replication factors are capped to 1 by `topics::apply`.
+    async fn broker_count(&self) -> Result<usize, LogError> {
+        Ok(1)
+    }
+}
+
+/// Reads single partitions.
+pub struct EmbeddedReader {
+    log: EmbeddedLog,
+}
+
+impl PartitionReader for EmbeddedReader {
+    async fn read(
+        &mut self,
+        partition: &TopicPartition,
+        from: Offset,
+        max_records: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ConsumedRecord>, LogError> {
+        let deadline = Instant::now() + timeout;
+        let mut changes = self.log.inner.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let records = self.log.read_slots(partition, from, max_records)?;
+            if !records.is_empty() || Instant::now() >= deadline {
+                return Ok(records);
+            }
+            self.log.wait_for_change(&mut changes, deadline).await;
+        }
+    }
+}
+
+/// A consumer group inside this process. Partitions are spread over the members round-robin;
+/// a partition moves only after its old owner released it (at its next poll), so two members
+/// never own one partition at the same time.
+#[derive(Default)]
+struct GroupState {
+    /// Member id → the topics it consumes.
+    members: BTreeMap<u64, Vec<String>>,
+    owners: HashMap<TopicPartition, u64>,
+}
+
+pub struct EmbeddedMember {
+    log: EmbeddedLog,
+    group: String,
+    id: u64,
+    /// Owned partitions and the next offset to deliver.
+    owned: BTreeMap<TopicPartition, Offset>,
+    changes: watch::Receiver<u64>,
+    /// Where the next poll starts reading, so every partition gets its turn.
+    next_partition: usize,
+}
+
+impl EmbeddedMember {
+    /// Releases partitions this member should no longer own and claims free ones it should.
+    fn rebalance(&mut self, events: &mut Vec<GroupEvent>) -> Result<(), LogError> {
+        let mut groups = self.log.inner.groups.lock().unwrap();
+        let group = groups
+            .get_mut(&self.group)
+            .expect("a member's group exists");
+        let Some(topics) = group.members.get(&self.id).cloned() else {
+            return Ok(());
+        };
+        // Every member of a group consumes the same topics in practice; partitions are dealt out
+        // in a fixed order to the members that consume their topic.
+        let mut wanted = Vec::new();
+        {
+            let index = self.log.inner.index.read().unwrap();
+            for topic in &topics {
+                let count = index.topics.get(topic).map_or(0, |t| t.spec.partitions);
+                let consumers: Vec<u64> = group
+                    .members
+                    .iter()
+                    .filter(|(_, t)| t.contains(topic))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let me = consumers.iter().position(|id| *id == self.id).unwrap_or(0);
+                for p in 0..count {
+                    if p as usize % consumers.len() == me {
+                        wanted.push(TopicPartition::new(topic.clone(), p));
+                    }
+                }
+            }
+        }
+        let revoked: Vec<TopicPartition> = self
+            .owned
+            .keys()
+            .filter(|tp| !wanted.contains(tp))
+            .cloned()
+            .collect();
+        for tp in &revoked {
+            self.owned.remove(tp);
+            group.owners.remove(tp);
+        }
+        if !revoked.is_empty() {
+            events.push(GroupEvent::Revoked(revoked));
+        }
+        let committed = self.log.inner.index.read().unwrap();
+        let committed = committed.committed.get(&self.group);
+        let mut assigned = Vec::new();
+        for tp in wanted {
+            if self.owned.contains_key(&tp) || group.owners.contains_key(&tp) {
+                continue;
+            }
+            group.owners.insert(tp.clone(), self.id);
+            let from = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
+            self.owned.insert(tp.clone(), from);
+            assigned.push(tp);
+        }
+        if !assigned.is_empty() {
+            events.push(GroupEvent::Assigned(assigned));
+        }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        let mut groups = self.log.inner.groups.lock().unwrap();
+        if let Some(group) = groups.get_mut(&self.group) {
+            group.members.remove(&self.id);
+            group.owners.retain(|_, owner| *owner != self.id);
+        }
+        self.owned.clear();
+    }
+}
+
+impl Drop for EmbeddedMember {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl GroupMember for EmbeddedMember {
+    async fn poll(
+        &mut self,
+        max_records: usize,
+        timeout: Duration,
+    ) -> Result<Vec<GroupEvent>, LogError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.changes.borrow_and_update();
+            let mut events = Vec::new();
+            self.rebalance(&mut events)?;
+            let partitions: Vec<TopicPartition> = self.owned.keys().cloned().collect();
+            let mut records = Vec::new();
+            for i in 0..partitions.len() {
+                if records.len() >= max_records {
+                    break;
+                }
+                let tp = &partitions[(self.next_partition + i) % partitions.len()];
+                let from = self.owned[tp];
+                let batch = self.log.read_slots(tp, from, max_records - records.len())?;
+                if let Some(last) = batch.last() {
+                    self.owned.insert(tp.clone(), last.next_offset());
+                }
+                records.extend(batch);
+            }
+            self.next_partition = self.next_partition.wrapping_add(1);
+            if !records.is_empty() {
+                events.push(GroupEvent::Records(records));
+            }
+            if !events.is_empty() || Instant::now() >= deadline {
+                return Ok(events);
+            }
+            // Wake for new records, and now and then for a rebalance (a member joined or left).
+            let wake = deadline.min(Instant::now() + Duration::from_millis(50));
+            self.log.wait_for_change(&mut self.changes, wake).await;
+        }
+    }
+
+    async fn commit(&mut self, offsets: &[(TopicPartition, Offset)]) -> Result<(), LogError> {
+        let foreign: Vec<TopicPartition> = offsets
+            .iter()
+            .filter(|(tp, _)| !self.owned.contains_key(tp))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !foreign.is_empty() {
+            return Err(LogError::NotAssigned {
+                group: self.group.clone(),
+                partitions: foreign,
+            });
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let group = self.group.clone();
+        let offsets = offsets.to_vec();
+        self.log
+            .request(|reply| Request::Commit {
+                group,
+                offsets,
+                reply,
+            })
+            .await
+    }
+
+    async fn committed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Option<Offset>>, LogError> {
+        let index = self.log.inner.index.read().unwrap();
+        let committed = index.committed.get(&self.group);
+        Ok(partitions
+            .iter()
+            .map(|tp| committed.and_then(|c| c.get(tp)).copied())
+            .collect())
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.owned.keys().cloned().collect()
+    }
+
+    async fn leave(mut self) -> Result<(), LogError> {
+        self.release();
+        Ok(())
+    }
+}
