@@ -10,11 +10,14 @@
 //!   nothing twice; see `docs/architecture.md`).
 //!
 //! - [`codec`]: Avro in Confluent wire format, with ids from a schema registry.
+//! - [`ingest`]: a life event from outside (JSON line, HTTP request) validated into a record.
 //! - [`runner`]: the household processor on a log (the `dsr_log::Log` port): group
 //!   membership, restore from the changelog, fences, produce-then-commit.
-//! - `testing` (feature): the reference the tests compare against and the Kafka fixture.
+//! - `testing` (feature): the reference the tests compare against, the fixtures on both
+//!   log adapters and the scenario every deployment must pass.
 
 pub mod codec;
+pub mod ingest;
 pub mod router;
 pub mod runner;
 pub mod source_router;

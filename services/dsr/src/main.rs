@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole registry on this machine: embedded log, router, processor, serving store,
+    /// HTTP API and schema registry, with data in one directory (no Kafka, no database).
+    Up(commands::up::Up),
     /// Check and document the Avro event contracts in `schemas/`.
     #[command(subcommand)]
     Schemas(commands::schemas::Schemas),
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Up(c) => c.run(),
         Command::Schemas(c) => c.run(),
         Command::Generate(c) => c.run(),
         Command::Score(c) => c.run(),

@@ -3,8 +3,6 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dsr_core::eligibility::Program;
-use dsr_core::PmtModel;
 use dsr_log::{KafkaConfig, KafkaLog};
 use dsr_pipeline::codec::{register, WireCodec};
 use dsr_pipeline::runner::{HouseholdProcessor, Topics};
@@ -43,16 +41,8 @@ pub struct Process {
 
 impl Process {
     pub fn run(self) -> Result<()> {
-        let model = match &self.model {
-            Some(p) => PmtModel::from_toml(&std::fs::read_to_string(p)?)
-                .with_context(|| format!("loading model {}", p.display()))?,
-            None => PmtModel::default_model(),
-        };
-        let mut programs: Vec<Program> = Vec::new();
-        for (path, loaded) in super::programs::load_dir(&self.programs)? {
-            programs.push(loaded.with_context(|| format!("loading {}", path.display()))?);
-        }
-        programs.sort_by(|a, b| a.id.cmp(&b.id));
+        let model = super::load_model(self.model.as_deref())?;
+        let programs = super::load_programs(&self.programs)?;
         std::fs::create_dir_all(&self.state_dir)?;
         let state = FjallState::open(&self.state_dir)?;
         let topics = Topics::default();

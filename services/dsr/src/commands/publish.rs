@@ -6,11 +6,11 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dsr_core::reducer::target_household;
-use dsr_core::{Event, Micros};
+use dsr_core::Micros;
 use dsr_log::{KafkaConfig, KafkaLog, Log, Record};
 use dsr_pipeline::codec::{register, WireCodec};
-use dsr_pipeline::runner::{Codec, Topics};
+use dsr_pipeline::ingest;
+use dsr_pipeline::runner::Topics;
 use dsr_schema_registry::RegistryClient;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -175,36 +175,13 @@ impl Publish {
     }
 }
 
-/// One line to a record, or the reason it cannot be published. Records are keyed by household
-/// where the event names one, else by person (source topics only).
+/// One line to a record, or the reason it cannot be published.
 fn encode(
     codec: &WireCodec,
     line: &str,
     now: Micros,
     household_topic: bool,
 ) -> Result<Record, String> {
-    let event: Event =
-        serde_json::from_str(line).map_err(|e| format!("not a life event in JSON: {e}"))?;
-    event.validate(now).map_err(|e| {
-        format!(
-            "invalid {} event {}: {e}",
-            event.event_type(),
-            event.envelope.event_id
-        )
-    })?;
-    let key = match (target_household(&event), event.subject_person()) {
-        (Some(h), _) => h.as_str().to_owned(),
-        (None, Some(p)) if !household_topic => p.as_str().to_owned(),
-        _ => {
-            return Err(format!(
-                "no household: {} event {} names no household, and the household topic needs one",
-                event.event_type(),
-                event.envelope.event_id
-            ))
-        }
-    };
-    let value = codec
-        .encode_event(&event)
-        .map_err(|e| format!("cannot encode as Avro: {e}"))?;
-    Ok(Record::new(key, value))
+    let event = ingest::parse_json(line)?;
+    ingest::to_record(codec, &event, now, household_topic)
 }

@@ -1,0 +1,285 @@
+//! `dsr up`: the whole registry in one process on the embedded default — the embedded log,
+//! the router, the household processor, the serving store and the HTTP API with the schema
+//! registry — with every byte of data in `--data-dir`. No Kafka, no database server.
+//!
+//! The processing code is the one `dsr route` and `dsr process` run on Kafka; only the log
+//! adapter differs (`dsr_log::EmbeddedLog`).
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dsr_api::ApiState;
+use dsr_log::{EmbeddedLog, Log};
+use dsr_pipeline::codec::{register, WireCodec};
+use dsr_pipeline::runner::{HouseholdProcessor, Topics};
+use dsr_pipeline::source_router::{RouterTopics, SourceRouter};
+use dsr_schema_registry::{Registry, RegistryClient};
+use dsr_serving::{Progress, Projector, ServingStore};
+use dsr_store::FjallState;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct Up {
+    /// Where everything is kept (log, schema registry, processor state, serving store).
+    #[arg(long, env = "DSR_DATA_DIR", default_value = "dsr-data")]
+    pub data_dir: PathBuf,
+    /// Where the HTTP API (and the schema registry API) listens.
+    #[arg(long, env = "DSR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Topic declarations.
+    #[arg(long, env = "DSR_TOPICS", default_value = "topics")]
+    pub topics: PathBuf,
+    /// Program definitions.
+    #[arg(long, env = "DSR_PROGRAMS", default_value = "programs")]
+    pub programs: PathBuf,
+    /// Need-score model (default: the shipped one).
+    #[arg(long, env = "DSR_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Records per batch in the router and the processor.
+    #[arg(long, env = "DSR_BATCH_SIZE", default_value_t = 2000)]
+    pub batch_size: usize,
+    /// How long an event for a person not known yet waits before it is dead-lettered.
+    #[arg(long, env = "DSR_MAX_WAIT_SECONDS", default_value_t = 3600)]
+    pub max_wait_seconds: u64,
+}
+
+impl Up {
+    fn validate(&self) -> Result<()> {
+        if !self.topics.is_dir() {
+            bail!(
+                "the topic declarations directory `{}` does not exist; run dsr up from the \
+                 repository root or pass --topics DIR",
+                self.topics.display()
+            );
+        }
+        if !self.programs.is_dir() {
+            bail!(
+                "the program definitions directory `{}` does not exist; run dsr up from the \
+                 repository root or pass --programs DIR",
+                self.programs.display()
+            );
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn run(self) -> Result<()> {
+        self.validate()?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(self.serve())
+    }
+
+    async fn serve(self) -> Result<()> {
+        let model = super::load_model(self.model.as_deref())?;
+        let programs = super::load_programs(&self.programs)?;
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+
+        // The log, with dsr's topics.
+        let (log, report) = EmbeddedLog::open(self.data_dir.join("log"))?;
+        eprintln!(
+            "dsr up: log {}: {report}",
+            self.data_dir.join("log").display()
+        );
+        let decls = dsr_log::topics::load_dir(&self.topics)?;
+        let applied = dsr_log::topics::apply(&log, &decls).await?;
+        if !applied.is_clean() {
+            eprintln!("dsr up: topics differ from their declarations:\n{applied}");
+        }
+
+        // The schema registry: served on the API port for clients, and on a loopback port of
+        // its own for dsr's codecs (which need the ids before the API can start).
+        let registry = Arc::new(
+            Registry::open(self.data_dir.join("registry"))
+                .context("opening the schema registry")?,
+        );
+        let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let registry_url = format!("http://{}", internal.local_addr()?);
+        tokio::spawn(dsr_schema_registry::api::serve(
+            internal,
+            Arc::clone(&registry),
+        ));
+        let client = RegistryClient::new(&registry_url);
+        let topics = Topics::default();
+        let router_topics = RouterTopics::default();
+        let eligibility: Vec<String> = programs.iter().map(|p| topics.eligibility(&p.id)).collect();
+        let eligibility: Vec<&str> = eligibility.iter().map(String::as_str).collect();
+        let mut life_event_topics: Vec<&str> =
+            router_topics.sources.iter().map(String::as_str).collect();
+        life_event_topics.extend([
+            router_topics.household_events.as_str(),
+            router_topics.area_events.as_str(),
+            router_topics.parked.as_str(),
+        ]);
+        let ids = register(
+            &client,
+            &life_event_topics,
+            &topics.changelog,
+            &topics.parked,
+            &eligibility,
+        )
+        .await
+        .context("registering dsr's schemas")?;
+        let codec = || WireCodec::new(ids).with_registry(client.clone());
+
+        let ingest_topic = router_topics
+            .sources
+            .iter()
+            .find(|t| t.ends_with("legacy-http"))
+            .cloned()
+            .context("no legacy-http source topic among the router's sources")?;
+        log.partition_count(&ingest_topic).await?;
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+
+        let router = SourceRouter {
+            log: log.clone(),
+            codec: codec(),
+            topics: router_topics,
+            group: "dsr-router".into(),
+            batch_size: self.batch_size,
+            max_wait: Duration::from_secs(self.max_wait_seconds),
+        };
+        let processor = HouseholdProcessor {
+            log: log.clone(),
+            codec: codec(),
+            state: FjallState::open(self.data_dir.join("processor"))?,
+            model: model.clone(),
+            programs,
+            topics: topics.clone(),
+            group: "dsr-household-processor".into(),
+            batch_size: self.batch_size,
+            max_parked_per_household: dsr_pipeline::task::MAX_PARKED_PER_HOUSEHOLD,
+            progress: Default::default(),
+        };
+        let store = ServingStore::open(self.data_dir.join("serving"))?;
+        let serving = Progress::default();
+        let projector = Projector {
+            log: log.clone(),
+            codec: codec(),
+            store: store.clone(),
+            changelog: topics.changelog.clone(),
+            group: "dsr-serving".into(),
+            batch_size: 5_000,
+            progress: serving.clone(),
+        };
+        let state = Arc::new(ApiState {
+            log: log.clone(),
+            codec: codec(),
+            store,
+            model,
+            ingest_topic,
+            serving,
+        });
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("listening on {}", self.listen))?;
+        let address = listener.local_addr()?;
+        let app = dsr_api::router(state, registry);
+
+        let mut tasks = tokio::task::JoinSet::new();
+        {
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                router
+                    .run(stop(rx))
+                    .await
+                    .map(|_| "router")
+                    .context("the router stopped")
+            });
+        }
+        {
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                processor
+                    .run(stop(rx))
+                    .await
+                    .map(|_| "household processor")
+                    .context("the household processor stopped")
+            });
+        }
+        {
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                projector
+                    .run(stop(rx))
+                    .await
+                    .map(|_| "serving projector")
+                    .context("the serving projector stopped")
+            });
+        }
+        {
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop(rx))
+                    .await
+                    .map(|_| "HTTP API")
+                    .context("the HTTP API stopped")
+            });
+        }
+        eprintln!(
+            "dsr up: listening on http://{address}\n  \
+             POST http://{address}/v1/events             life events (JSON or Avro)\n  \
+             GET  http://{address}/v1/households/ID      a household, its need score and programs\n  \
+             GET  http://{address}/v1/households/ID/history\n  \
+             GET  http://{address}/readyz                ready once the serving store caught up\n  \
+             GET  http://{address}/subjects              the schema registry API\n\
+             data in {}; Ctrl-C or SIGTERM stops cleanly",
+            self.data_dir.display()
+        );
+
+        let mut failure = None;
+        tokio::select! {
+            _ = shutdown_signal() => eprintln!("dsr up: stopping"),
+            Some(done) = tasks.join_next() => {
+                failure = Some(match done {
+                    Ok(Ok(name)) => anyhow::anyhow!("the {name} stopped unexpectedly"),
+                    Ok(Err(e)) => e,
+                    Err(e) => anyhow::anyhow!("a component panicked: {e}"),
+                });
+            }
+        }
+        let _ = stop_tx.send(true);
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    eprintln!("dsr up: {e:#}");
+                }
+                Err(e) => eprintln!("dsr up: a component panicked: {e}"),
+            }
+        }
+        log.close();
+        match failure {
+            Some(e) => Err(e),
+            None => {
+                eprintln!("dsr up: stopped; everything acknowledged is on disk");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
