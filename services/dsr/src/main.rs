@@ -25,6 +25,8 @@ enum Command {
     /// Run the whole registry on this machine: embedded log, router, processor, serving store,
     /// HTTP API and schema registry, with data in one directory (no Kafka, no database).
     Up(commands::up::Up),
+    /// `dsr up` with a generated country streaming life events into it, and live counts.
+    Demo(commands::demo::DemoArgs),
     /// Check and document the Avro event contracts in `schemas/`.
     #[command(subcommand)]
     Schemas(commands::schemas::Schemas),
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Up(c) => c.run(),
+        Command::Demo(c) => c.run(),
         Command::Schemas(c) => c.run(),
         Command::Generate(c) => c.run(),
         Command::Score(c) => c.run(),

@@ -1,5 +1,6 @@
 //! One module per subcommand, and the loading they share.
 
+pub mod demo;
 pub mod generate;
 pub mod process;
 pub mod programs;

@@ -70,10 +70,11 @@ impl Up {
     pub fn run(self) -> Result<()> {
         self.validate()?;
         let runtime = tokio::runtime::Runtime::new()?;
-        runtime.block_on(self.serve())
+        runtime.block_on(self.serve(None))
     }
 
-    async fn serve(self) -> Result<()> {
+    /// Runs everything; `demo`, when given, is started once the API listens (`dsr demo`).
+    pub(crate) async fn serve(self, demo: Option<super::demo::Demo>) -> Result<()> {
         let model = super::load_model(self.model.as_deref())?;
         let programs = super::load_programs(&self.programs)?;
         std::fs::create_dir_all(&self.data_dir)
@@ -106,8 +107,9 @@ impl Up {
         let client = RegistryClient::new(&registry_url);
         let topics = Topics::default();
         let router_topics = RouterTopics::default();
-        let eligibility: Vec<String> = programs.iter().map(|p| topics.eligibility(&p.id)).collect();
-        let eligibility: Vec<&str> = eligibility.iter().map(String::as_str).collect();
+        let eligibility_topics: Vec<String> =
+            programs.iter().map(|p| topics.eligibility(&p.id)).collect();
+        let eligibility: Vec<&str> = eligibility_topics.iter().map(String::as_str).collect();
         let mut life_event_topics: Vec<&str> =
             router_topics.sources.iter().map(String::as_str).collect();
         life_event_topics.extend([
@@ -170,6 +172,7 @@ impl Up {
             batch_size: 5_000,
             progress: serving.clone(),
         };
+        let serving_progress = serving.clone();
         let state = Arc::new(ApiState {
             log: log.clone(),
             codec: codec(),
@@ -235,6 +238,22 @@ impl Up {
              data in {}; Ctrl-C or SIGTERM stops cleanly",
             self.data_dir.display()
         );
+
+        if let Some(demo) = demo {
+            let watched = super::demo::Watched {
+                log: log.clone(),
+                base: format!("http://{address}"),
+                serving: serving_progress.clone(),
+                eligibility_topics,
+            };
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                demo.run(watched, stop(rx))
+                    .await
+                    .map(|_| "demo")
+                    .context("the demo stopped")
+            });
+        }
 
         let mut failure = None;
         tokio::select! {
