@@ -48,6 +48,14 @@ fn start(data: &Path) -> Up {
     Up { child, base }
 }
 
+/// A failing test must not leave `dsr up` running.
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn stop_with(up: &mut Up, signal: &str) -> std::process::ExitStatus {
     Command::new("kill")
         .args([signal, &up.child.id().to_string()])
