@@ -6,6 +6,9 @@
 //!   legacy-HTTP source topic and the answer comes only once they are durable. `202` when all
 //!   were accepted, `422` when some were (the body lists accepted ids and each rejected index
 //!   with its reason), `400` when none was, `413` above the body limit.
+//! - `POST /v1/events:bulk`: a JSON-lines or CSV file of any size, streamed; rejected rows
+//!   with line numbers and reasons in a report at `GET /v1/events:bulk/reports/{id}`
+//!   ([`bulk`]).
 //! - `GET /v1/households/{id}`: the current record, its need score with the explanation, and
 //!   its program statuses; `?as_of=` (RFC 3339 or ms since the epoch) gives the version the
 //!   registry showed at that time.
@@ -13,11 +16,14 @@
 //! - `GET /v1/persons/{id}/household`: the household a person belongs to now.
 //! - `GET /healthz` (the process answers), `GET /readyz` (the serving store has caught up with
 //!   the changelog once; 503 before).
+//! - `GET /v1/status`: each stage's backlog (records written but not yet processed) and whether
+//!   the registry is idle (everything written so far is served).
 //! - the Confluent Schema Registry API (`/subjects`, `/schemas/ids/{id}`, …) from
 //!   `dsr_schema_registry::api`.
 //!
 //! Personal data is never logged: handlers log ids of requests and counts only.
 
+mod bulk;
 mod events;
 mod households;
 
@@ -43,6 +49,28 @@ pub struct ApiState<L: Log> {
     /// Where `POST /v1/events` appends.
     pub ingest_topic: String,
     pub serving: Progress,
+    /// Where the reports of rejected bulk rows are kept.
+    pub reports_dir: std::path::PathBuf,
+    /// Each stage's backlog, from the deployment (the embedded log knows its groups' commits).
+    pub backlog: Backlog,
+}
+
+/// One stage of the pipeline and how many records wait for it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StageBacklog {
+    pub stage: &'static str,
+    pub backlog: u64,
+}
+
+/// Reports every stage's backlog when called.
+pub type Backlog = Arc<dyn Fn() -> Vec<StageBacklog> + Send + Sync>;
+
+impl<L: Log> ApiState<L> {
+    /// True when every stage has processed everything written so far: what the serving store
+    /// shows then is all the registry knows.
+    pub fn idle(&self) -> bool {
+        (self.backlog)().iter().all(|s| s.backlog == 0)
+    }
 }
 
 /// Every route of the API over `state`, merged with the schema registry's.
@@ -52,6 +80,14 @@ pub fn router<L: Log + 'static>(
 ) -> Router {
     Router::new()
         .route("/v1/events", post(events::post_events::<L>))
+        .route(
+            "/v1/events:bulk",
+            post(bulk::post_bulk::<L>).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/events:bulk/reports/{id}",
+            get(bulk::get_report::<L>),
+        )
         .route("/v1/households/{id}", get(households::get_household::<L>))
         .route(
             "/v1/households/{id}/history",
@@ -63,6 +99,7 @@ pub fn router<L: Log + 'static>(
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<L>))
+        .route("/v1/status", get(status::<L>))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .merge(dsr_schema_registry::api::router(registry))
@@ -83,6 +120,22 @@ async fn readyz<L: Log + 'static>(
             "the serving store has not caught up with the household changelog yet; try again shortly",
         )
     }
+}
+
+async fn status<L: Log + 'static>(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState<L>>>,
+) -> Response {
+    let stages = (state.backlog)();
+    let idle = stages.iter().all(|s| s.backlog == 0);
+    Json(serde_json::json!({
+        "idle": idle,
+        "stages": stages,
+        "serving": {
+            "changelog_records_applied": state.serving.applied.load(std::sync::atomic::Ordering::Relaxed),
+            "caught_up_once": state.serving.caught_up.load(std::sync::atomic::Ordering::Relaxed),
+        },
+    }))
+    .into_response()
 }
 
 /// A JSON error body: `{"error": "..."}` with the status.

@@ -7,105 +7,8 @@ mod support;
 
 use dsr_core::{Event, Micros};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::repo;
-
-/// A running `dsr up` and the address it printed.
-struct Up {
-    child: Child,
-    base: String,
-}
-
-fn start(data: &Path) -> Up {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dsr"))
-        .args(["up", "--listen", "127.0.0.1:0", "--batch-size", "500"])
-        .arg("--data-dir")
-        .arg(data)
-        .env("NO_COLOR", "1")
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dsr up starts");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let mut printed = Vec::new();
-    let base = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("dsr up exited before listening: {printed:#?}"))
-            .unwrap();
-        if let Some(address) = line.strip_prefix("dsr up: listening on ") {
-            break address.trim().to_owned();
-        }
-        printed.push(line);
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Up { child, base }
-}
-
-/// A failing test must not leave `dsr up` running.
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stop_with(up: &mut Up, signal: &str) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args([signal, &up.child.id().to_string()])
-        .status()
-        .unwrap();
-    up.child.wait().unwrap()
-}
-
-fn now() -> Micros {
-    Micros(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as i64,
-    )
-}
-
-async fn post(client: &reqwest::Client, base: &str, events: &[Event]) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/v1/events"))
-        .json(events)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
-async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits until every household in `ids` is served at at least `version`.
-async fn wait_served(client: &reqwest::Client, base: &str, ids: &[(String, u64)]) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    for (id, version) in ids {
-        loop {
-            let (status, body) = get(client, format!("{base}/v1/households/{id}")).await;
-            if status == 200 && body["household"]["version"].as_u64().unwrap() >= *version {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "household {id} not served at version {version}: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
+use std::time::Duration;
+use support::up::{get, now, post, start, stop_with, wait_idle, wait_served};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dsr_up_serves_households_from_posted_events_and_keeps_them_across_restarts() {
@@ -143,14 +46,25 @@ async fn dsr_up_serves_households_from_posted_events_and_keeps_them_across_resta
         .map(|e| (e.envelope.household_id.clone().unwrap().to_string(), 1))
         .collect();
     wait_served(&client, &up.base, &ids).await;
+    wait_idle(&client, &up.base, Duration::from_secs(60)).await;
 
-    // Good and bad records in one request: the good ones are accepted, each bad one has a reason.
+    // Good and bad records in one request: the good ones are accepted, each bad one has a reason
+    // (among them an event about a household the registry does not have: the pipeline is idle,
+    // so dsr can tell).
     let mut mixed: Vec<Value> = vec![serde_json::to_value(&events[300]).unwrap()];
     mixed.push(serde_json::json!({"event_type": "Nope"}));
     let mut future = events[301].clone();
     future.envelope.occurred_at = Micros(now.0 + 86_400_000_000);
     mixed.push(serde_json::to_value(&future).unwrap());
     mixed.push(serde_json::to_value(&events[302]).unwrap());
+    let stranger = dsr_synth::fixtures::income(
+        "H99999999",
+        "P9999999900",
+        dsr_core::codes::IncomeSource::Wages,
+        90.0,
+        dsr_synth::fixtures::at(2025, 11, 2),
+    );
+    mixed.push(serde_json::to_value(&stranger).unwrap());
     let response = client
         .post(format!("{}/v1/events", up.base))
         .json(&mixed)
@@ -177,6 +91,14 @@ async fn dsr_up_serves_households_from_posted_events_and_keeps_them_across_resta
     );
     assert!(
         rejected[1]["reason"].as_str().unwrap().contains("future"),
+        "{body}"
+    );
+    assert_eq!(rejected[2]["index"], 4);
+    assert!(
+        rejected[2]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown household H99999999"),
         "{body}"
     );
     let response = client

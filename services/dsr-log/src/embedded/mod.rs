@@ -218,6 +218,29 @@ impl EmbeddedLog {
         &self.inner.dir
     }
 
+    /// How many records of `topics` the consumer group `group` has not committed yet (all of
+    /// them when it never committed): what `dsr up` reports as a component's backlog, and how
+    /// it tells that everything written so far has been processed.
+    pub fn lag(&self, group: &str, topics: &[&str]) -> Result<u64, LogError> {
+        let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
+        let committed = index.committed.get(group);
+        let mut lag = 0;
+        for name in topics {
+            let topic = index
+                .topics
+                .get(*name)
+                .ok_or_else(|| LogError::UnknownTopic {
+                    topic: (*name).to_owned(),
+                })?;
+            for (p, slots) in topic.partitions.iter().enumerate() {
+                let tp = TopicPartition::new(*name, p as Partition);
+                let done = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
+                lag += (slots.len() as Offset - done).max(0) as u64;
+            }
+        }
+        Ok(lag)
+    }
+
     async fn request<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Request,

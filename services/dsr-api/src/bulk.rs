@@ -1,0 +1,425 @@
+//! `POST /v1/events:bulk`: files of up to millions of life events from systems that export
+//! rather than publish — JSON lines or CSV — streamed: rows are read as they arrive, validated
+//! exactly like `POST /v1/events`, and appended in chunks, each made durable before more of the
+//! body is read, so memory stays flat whatever the file's size. Rows that are not valid events
+//! go, with their line number and reason, to a report kept in the data directory and
+//! downloadable from `GET /v1/events:bulk/reports/{id}` (JSON lines, or `?format=csv`).
+//!
+//! CSV: a header row names each column by its place in the JSON shape of an event, nested
+//! names joined with dots (`event_id,event_type,household_id,payload.person_id,payload.amount`).
+//! An empty cell is absent; `true`/`false` are booleans; a cell that is a JSON number is a
+//! number; a cell starting with `[` or `{` is JSON (for lists such as `payload.members`); any
+//! other cell is text (write a JSON string, `"""0042"""` in CSV quoting, for text that looks
+//! like a number).
+
+use crate::events::{now, Subjects};
+use crate::{problem, ApiState};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dsr_core::Event;
+use dsr_log::Log;
+use dsr_pipeline::ingest;
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Rows validated and appended together (one durable append each).
+pub const ROWS_PER_CHUNK: usize = 5_000;
+
+/// The media types of a bulk file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Format {
+    JsonLines,
+    Csv,
+}
+
+/// A row: its line number (1-based, the header is line 1 in CSV) and the event, or why the row
+/// is not one.
+type Row = (u64, Result<Event, String>);
+
+pub async fn post_bulk<L: Log + 'static>(
+    State(state): State<Arc<ApiState<L>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let content_type = crate::events::content_type(&headers);
+    let format = match content_type.as_str() {
+        "application/x-ndjson" | "application/jsonl" | "application/jsonlines"
+        | "application/json-lines" => Format::JsonLines,
+        "text/csv" => Format::Csv,
+        other => {
+            return problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "content type `{other}` is not accepted for a bulk file: send application/x-ndjson (one JSON life event per line) or text/csv (a header row, one event per row)"
+                ),
+            )
+        }
+    };
+
+    // The body as a blocking reader on a parser thread; rows come back in chunks, and the
+    // bounded channel holds the parser back while a chunk is being made durable.
+    let (tx, mut rx) = mpsc::channel::<Vec<Row>>(2);
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let parser = tokio::task::spawn_blocking(move || {
+        let reader = std::io::BufReader::new(tokio_util::io::SyncIoBridge::new(reader));
+        let send = |chunk: Vec<Row>| tx.blocking_send(chunk).is_ok();
+        match format {
+            Format::JsonLines => parse_json_lines(reader, send),
+            Format::Csv => parse_csv(reader, send),
+        }
+    });
+
+    let mut report = Report::new(&state.reports_dir);
+    let (mut rows, mut accepted) = (0u64, 0u64);
+    while let Some(chunk) = rx.recv().await {
+        let now = now();
+        let mut subjects = Subjects::new(&*state);
+        let mut records = Vec::with_capacity(chunk.len());
+        for (line, event) in chunk {
+            rows += 1;
+            let record = event.and_then(|event| {
+                subjects.check(&event)?;
+                ingest::to_record(&state.codec, &event, now, false)
+            });
+            match record {
+                Ok(record) => records.push(record),
+                Err(reason) => {
+                    if let Err(e) = report.reject(line, &reason) {
+                        return problem(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("cannot write the error report: {e}; nothing after line {line} was stored, send the rest again"),
+                        );
+                    }
+                }
+            }
+        }
+        if !records.is_empty() {
+            let n = records.len() as u64;
+            if let Err(error) = state.log.append(&state.ingest_topic, records).await {
+                tracing::error!(%error, "appending a bulk chunk failed");
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the events after the first {accepted} accepted rows were not stored: {error}; send the file again (events are deduplicated by event_id)"),
+                );
+            }
+            accepted += n;
+        }
+    }
+    let parsed = parser.await.unwrap_or_else(|e| Err(format!("the parser failed: {e}")));
+    let rejected = report.rejected;
+    let report_id = match report.finish() {
+        Ok(id) => id,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot write the error report: {e}"),
+            )
+        }
+    };
+    tracing::info!(rows, accepted, rejected, "bulk file ingested");
+    let mut body = json!({
+        "rows": rows,
+        "accepted": accepted,
+        "rejected": rejected,
+    });
+    if let Some(id) = &report_id {
+        body["report"] = json!(format!("/v1/events:bulk/reports/{id}"));
+        body["report_id"] = json!(id);
+    }
+    if let Err(reason) = parsed {
+        body["error"] = json!(format!(
+            "{reason}; the {accepted} rows accepted before it are stored"
+        ));
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    let status = match (accepted, rejected) {
+        (0, _) => StatusCode::BAD_REQUEST,
+        (_, 0) => StatusCode::ACCEPTED,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// JSON lines: one event per non-empty line. Stops early when `send` says the receiver left.
+fn parse_json_lines(
+    mut reader: impl BufRead,
+    mut send: impl FnMut(Vec<Row>) -> bool,
+) -> Result<(), String> {
+    let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
+    let mut line = String::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the body failed after line {number}: {e}"))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        chunk.push((number, ingest::parse_json(&line)));
+        if chunk.len() == ROWS_PER_CHUNK && !send(std::mem::take(&mut chunk)) {
+            return Ok(());
+        }
+    }
+    if !chunk.is_empty() {
+        send(chunk);
+    }
+    Ok(())
+}
+
+/// CSV with a header row of dotted JSON paths.
+fn parse_csv(reader: impl BufRead, mut send: impl FnMut(Vec<Row>) -> bool) -> Result<(), String> {
+    let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+    let header: Vec<Vec<String>> = csv
+        .headers()
+        .map_err(|e| format!("the CSV header row cannot be read: {e}"))?
+        .iter()
+        .map(|name| name.trim().split('.').map(str::to_owned).collect())
+        .collect();
+    if header.iter().any(|path| path.iter().any(String::is_empty)) {
+        return Err("the CSV header row has an empty column name (or a name with an empty part between dots); name every column by its JSON path, e.g. payload.amount".into());
+    }
+    let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = csv.position().line() + 1;
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => chunk.push((line, csv_event(&header, &record))),
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(format!("reading the body failed at line {line}: {e}"))
+            }
+            Err(e) => chunk.push((line, Err(format!("not a CSV row: {e}")))),
+        }
+        if chunk.len() == ROWS_PER_CHUNK && !send(std::mem::take(&mut chunk)) {
+            return Ok(());
+        }
+    }
+    if !chunk.is_empty() {
+        send(chunk);
+    }
+    Ok(())
+}
+
+/// One CSV row as an event: each cell put at its column's path.
+fn csv_event(header: &[Vec<String>], record: &csv::StringRecord) -> Result<Event, String> {
+    let mut object = Map::new();
+    for (path, cell) in header.iter().zip(record.iter()) {
+        let Some(value) = cell_value(cell)? else {
+            continue;
+        };
+        let (last, parents) = path.split_last().expect("header paths are not empty");
+        let mut at = &mut object;
+        for name in parents {
+            let entry = at
+                .entry(name.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            at = match entry {
+                Value::Object(map) => map,
+                _ => return Err(format!("column `{}` puts a value inside `{name}`, which another column sets to a value", path.join("."))),
+            };
+        }
+        at.insert(last.clone(), value);
+    }
+    serde_json::from_value(Value::Object(object))
+        .map_err(|e| format!("not a life event: {e}"))
+}
+
+fn cell_value(cell: &str) -> Result<Option<Value>, String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    match cell {
+        "true" => return Ok(Some(Value::Bool(true))),
+        "false" => return Ok(Some(Value::Bool(false))),
+        _ => {}
+    }
+    if cell.starts_with(['[', '{', '"']) {
+        return serde_json::from_str(cell)
+            .map(Some)
+            .map_err(|e| format!("the cell `{cell}` starts like JSON but is not: {e}"));
+    }
+    if let Ok(Value::Number(n)) = serde_json::from_str::<Value>(cell) {
+        return Ok(Some(Value::Number(n)));
+    }
+    Ok(Some(Value::String(cell.to_owned())))
+}
+
+/// The rejected rows of one upload, written as they come (a file, so millions of rejections
+/// cost no memory), kept in the data directory under a new id once there is one.
+struct Report {
+    dir: std::path::PathBuf,
+    file: Option<(String, std::io::BufWriter<std::fs::File>)>,
+    rejected: u64,
+}
+
+impl Report {
+    fn new(dir: &std::path::Path) -> Self {
+        Report {
+            dir: dir.to_owned(),
+            file: None,
+            rejected: 0,
+        }
+    }
+
+    fn reject(&mut self, line: u64, reason: &str) -> std::io::Result<()> {
+        if self.file.is_none() {
+            std::fs::create_dir_all(&self.dir)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let file = std::fs::File::create(self.dir.join(format!("{id}.jsonl")))?;
+            self.file = Some((id, std::io::BufWriter::new(file)));
+        }
+        let (_, file) = self.file.as_mut().expect("opened above");
+        serde_json::to_writer(&mut *file, &json!({ "line": line, "reason": reason }))?;
+        file.write_all(b"\n")?;
+        self.rejected += 1;
+        Ok(())
+    }
+
+    /// Flushes the report to disk; its id, if any row was rejected.
+    fn finish(self) -> std::io::Result<Option<String>> {
+        match self.file {
+            None => Ok(None),
+            Some((id, file)) => {
+                file.into_inner()
+                    .map_err(|e| e.into_error())?
+                    .sync_all()?;
+                Ok(Some(id))
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReportFormat {
+    format: Option<String>,
+}
+
+/// `GET /v1/events:bulk/reports/{id}`: the rejected rows of an upload, as a download.
+pub async fn get_report<L: Log + 'static>(
+    State(state): State<Arc<ApiState<L>>>,
+    Path(id): Path<String>,
+    Query(query): Query<ReportFormat>,
+) -> Response {
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not a report id (a UUID from the bulk upload's answer)"),
+        );
+    }
+    let path = state.reports_dir.join(format!("{id}.jsonl"));
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return problem(StatusCode::NOT_FOUND, format!("there is no report {id}"))
+        }
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read report {id}: {e}"),
+            )
+        }
+    };
+    let (content_type, extension, body) = match query.format.as_deref() {
+        None | Some("jsonl") => ("application/x-ndjson", "jsonl", text),
+        Some("csv") => {
+            let mut out = csv::Writer::from_writer(Vec::new());
+            let _ = out.write_record(["line", "reason"]);
+            for row in text.lines() {
+                let row: Value = serde_json::from_str(row).unwrap_or(Value::Null);
+                let _ = out.write_record([
+                    row["line"].to_string(),
+                    row["reason"].as_str().unwrap_or_default().to_owned(),
+                ]);
+            }
+            let bytes = out.into_inner().unwrap_or_default();
+            ("text/csv", "csv", String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Some(other) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("format `{other}` is not offered: use jsonl (the default) or csv"),
+            )
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"dsr-bulk-{id}-rejected.{extension}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(format: Format, text: &str) -> Vec<Row> {
+        let mut out = Vec::new();
+        let send = |chunk: Vec<Row>| {
+            out.extend(chunk);
+            true
+        };
+        match format {
+            Format::JsonLines => parse_json_lines(text.as_bytes(), send).unwrap(),
+            Format::Csv => parse_csv(text.as_bytes(), send).unwrap(),
+        }
+        out
+    }
+
+    #[test]
+    fn csv_rows_become_events_by_their_dotted_header() {
+        let text = "event_id,source_system,occurred_at,recorded_at,household_id,person_id,schema_version,event_type,payload.person_id,payload.amount,payload.period,payload.source\n\
+            7f0e1d0c-0000-4000-8000-000000000001,tax,2026-01-02T00:00:00Z,2026-01-03T00:00:00Z,H00000042,P0000004200,1,IncomeReported,P0000004200,90.5,monthly,wages\n\
+            7f0e1d0c-0000-4000-8000-000000000002,tax,2026-01-02T00:00:00Z,2026-01-03T00:00:00Z,H00000042,P0000004200,1,IncomeReported,P0000004200,lots,monthly,wages\n";
+        let rows = rows(Format::Csv, text);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].0, 2);
+        let event = rows[0].1.as_ref().unwrap();
+        assert_eq!(event.event_type(), "IncomeReported");
+        let dsr_core::Payload::IncomeReported(p) = &event.payload else {
+            panic!("{event:?}")
+        };
+        assert_eq!(p.amount, 90.5);
+        assert_eq!(rows[1].0, 3);
+        let reason = rows[1].1.as_ref().unwrap_err();
+        assert!(reason.starts_with("not a life event"), "{reason}");
+    }
+
+    #[test]
+    fn json_lines_keep_their_line_numbers_and_skip_blank_lines() {
+        let rows = rows(Format::JsonLines, "{\"nope\": 1}\n\n{oops\n");
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [1, 3]);
+        assert!(rows.iter().all(|r| r.1.is_err()));
+    }
+
+    #[test]
+    fn cells_are_typed_by_their_look() {
+        assert_eq!(cell_value("").unwrap(), None);
+        assert_eq!(cell_value("12").unwrap(), Some(json!(12)));
+        assert_eq!(cell_value("\"12\"").unwrap(), Some(json!("12")));
+        assert_eq!(cell_value("false").unwrap(), Some(json!(false)));
+        assert_eq!(cell_value("[1,2]").unwrap(), Some(json!([1, 2])));
+        assert_eq!(cell_value("H0001").unwrap(), Some(json!("H0001")));
+        assert!(cell_value("[1,").is_err());
+    }
+}
