@@ -113,7 +113,9 @@ pub async fn post_bulk<L: Log + 'static>(
             accepted += n;
         }
     }
-    let parsed = parser.await.unwrap_or_else(|e| Err(format!("the parser failed: {e}")));
+    let parsed = parser
+        .await
+        .unwrap_or_else(|e| Err(format!("the parser failed: {e}")));
     let rejected = report.rejected;
     let report_id = match report.finish() {
         Ok(id) => id,
@@ -181,7 +183,9 @@ fn parse_json_lines(
 
 /// CSV with a header row of dotted JSON paths.
 fn parse_csv(reader: impl BufRead, mut send: impl FnMut(Vec<Row>) -> bool) -> Result<(), String> {
-    let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(reader);
     let header: Vec<Vec<String>> = csv
         .headers()
         .map_err(|e| format!("the CSV header row cannot be read: {e}"))?
@@ -194,7 +198,7 @@ fn parse_csv(reader: impl BufRead, mut send: impl FnMut(Vec<Row>) -> bool) -> Re
     let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
     let mut record = csv::StringRecord::new();
     loop {
-        let line = csv.position().line() + 1;
+        let line = csv.position().line();
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => chunk.push((line, csv_event(&header, &record))),
@@ -233,8 +237,7 @@ fn csv_event(header: &[Vec<String>], record: &csv::StringRecord) -> Result<Event
         }
         at.insert(last.clone(), value);
     }
-    serde_json::from_value(Value::Object(object))
-        .map_err(|e| format!("not a life event: {e}"))
+    serde_json::from_value(Value::Object(object)).map_err(|e| format!("not a life event: {e}"))
 }
 
 fn cell_value(cell: &str) -> Result<Option<Value>, String> {
@@ -294,9 +297,7 @@ impl Report {
         match self.file {
             None => Ok(None),
             Some((id, file)) => {
-                file.into_inner()
-                    .map_err(|e| e.into_error())?
-                    .sync_all()?;
+                file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
                 Ok(Some(id))
             }
         }
@@ -346,7 +347,11 @@ pub async fn get_report<L: Log + 'static>(
                 ]);
             }
             let bytes = out.into_inner().unwrap_or_default();
-            ("text/csv", "csv", String::from_utf8_lossy(&bytes).into_owned())
+            (
+                "text/csv",
+                "csv",
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
         }
         Some(other) => {
             return problem(

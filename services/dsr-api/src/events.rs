@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dsr_core::reducer::target_household;
 use dsr_core::{Event, HouseholdId, Micros, Payload};
-use std::collections::HashSet;
 use dsr_log::Log;
 use dsr_pipeline::ingest;
 use dsr_pipeline::runner::Codec;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The media type of one Avro record in Confluent wire format.

@@ -84,10 +84,7 @@ pub fn router<L: Log + 'static>(
             "/v1/events:bulk",
             post(bulk::post_bulk::<L>).layer(axum::extract::DefaultBodyLimit::disable()),
         )
-        .route(
-            "/v1/events:bulk/reports/{id}",
-            get(bulk::get_report::<L>),
-        )
+        .route("/v1/events:bulk/reports/{id}", get(bulk::get_report::<L>))
         .route("/v1/households/{id}", get(households::get_household::<L>))
         .route(
             "/v1/households/{id}/history",

@@ -387,7 +387,8 @@ impl Fixture<dsr_log::KafkaLog> {
         dsr_log::topics::apply(&admin, &decls)
             .await
             .expect("topics created");
-        let (registry_url, ids, topics, programs) = registry_and_schemas(repo, dsr_schema_registry::Registry::in_memory()).await;
+        let (registry_url, ids, topics, programs) =
+            registry_and_schemas(repo, dsr_schema_registry::Registry::in_memory()).await;
         Fixture {
             log: dsr_log::KafkaLog::new(config.clone()).expect("a Kafka client"),
             backend: Backend::Kafka {

@@ -33,8 +33,9 @@ impl DemoArgs {
             rate: self.rate.max(1),
             seed: self.seed,
         };
+        let config = self.up.resolve()?;
         let runtime = tokio::runtime::Runtime::new()?;
-        runtime.block_on(self.up.serve(Some(demo)))
+        runtime.block_on(config.serve(Some(demo)))
     }
 }
 

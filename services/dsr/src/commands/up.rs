@@ -20,57 +20,153 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The command line of `dsr up` (and `dsr demo`). Every setting can also come from the
+/// environment (`DSR_*`) or a configuration file (`--config dsr.toml`); a flag wins over the
+/// environment, which wins over the file, which wins over the default.
 #[derive(Args, Clone)]
 pub struct Up {
-    /// Where everything is kept (log, schema registry, processor state, serving store).
-    #[arg(long, env = "DSR_DATA_DIR", default_value = "dsr-data")]
-    pub data_dir: PathBuf,
-    /// Where the HTTP API (and the schema registry API) listens.
-    #[arg(long, env = "DSR_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Topic declarations.
-    #[arg(long, env = "DSR_TOPICS", default_value = "topics")]
-    pub topics: PathBuf,
-    /// Program definitions.
-    #[arg(long, env = "DSR_PROGRAMS", default_value = "programs")]
-    pub programs: PathBuf,
-    /// Need-score model (default: the shipped one).
+    /// A TOML configuration file with any of the settings below (by their long names, with
+    /// underscores: `data_dir = "/var/lib/dsr"`).
+    #[arg(long, env = "DSR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where everything is kept (log, schema registry, processor state, serving store)
+    /// [default: dsr-data].
+    #[arg(long, env = "DSR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where the HTTP API (and the schema registry API) listens [default: 127.0.0.1:8080].
+    #[arg(long, env = "DSR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Topic declarations [default: topics].
+    #[arg(long, env = "DSR_TOPICS")]
+    pub topics: Option<PathBuf>,
+    /// Program definitions [default: programs].
+    #[arg(long, env = "DSR_PROGRAMS")]
+    pub programs: Option<PathBuf>,
+    /// Need-score model [default: the shipped one].
     #[arg(long, env = "DSR_MODEL")]
     pub model: Option<PathBuf>,
-    /// Records per batch in the router and the processor.
-    #[arg(long, env = "DSR_BATCH_SIZE", default_value_t = 2000)]
+    /// Records per batch in the router and the processor [default: 2000].
+    #[arg(long, env = "DSR_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// How long an event for a person not known yet waits before it is dead-lettered, in
+    /// seconds [default: 3600].
+    #[arg(long, env = "DSR_MAX_WAIT_SECONDS")]
+    pub max_wait_seconds: Option<u64>,
+}
+
+/// The configuration file: the same settings, all optional; an unknown key is an error (a
+/// misspelt setting must not be ignored silently).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    topics: Option<PathBuf>,
+    programs: Option<PathBuf>,
+    model: Option<PathBuf>,
+    batch_size: Option<usize>,
+    max_wait_seconds: Option<u64>,
+}
+
+/// `dsr up`'s settings, resolved (flags, environment, file, defaults) and validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub topics: PathBuf,
+    pub programs: PathBuf,
+    pub model: Option<PathBuf>,
     pub batch_size: usize,
-    /// How long an event for a person not known yet waits before it is dead-lettered.
-    #[arg(long, env = "DSR_MAX_WAIT_SECONDS", default_value_t = 3600)]
     pub max_wait_seconds: u64,
 }
 
 impl Up {
+    /// Merges the flags and environment with the configuration file and the defaults, and
+    /// validates the result.
+    pub fn resolve(self) -> Result<UpConfig> {
+        let file = match &self.config {
+            None => ConfigFile::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the configuration file {}", path.display())
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds",
+                        path.display()
+                    )
+                })?
+            }
+        };
+        let config = UpConfig {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| "dsr-data".into()),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            topics: self
+                .topics
+                .or(file.topics)
+                .unwrap_or_else(|| "topics".into()),
+            programs: self
+                .programs
+                .or(file.programs)
+                .unwrap_or_else(|| "programs".into()),
+            model: self.model.or(file.model),
+            batch_size: self.batch_size.or(file.batch_size).unwrap_or(2000),
+            max_wait_seconds: self
+                .max_wait_seconds
+                .or(file.max_wait_seconds)
+                .unwrap_or(3600),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn run(self) -> Result<()> {
+        let config = self.resolve()?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(config.serve(None))
+    }
+}
+
+impl UpConfig {
     fn validate(&self) -> Result<()> {
         if !self.topics.is_dir() {
             bail!(
                 "the topic declarations directory `{}` does not exist; run dsr up from the \
-                 repository root or pass --topics DIR",
+                 repository root or set topics (--topics DIR, DSR_TOPICS, or the file)",
                 self.topics.display()
             );
         }
         if !self.programs.is_dir() {
             bail!(
                 "the program definitions directory `{}` does not exist; run dsr up from the \
-                 repository root or pass --programs DIR",
+                 repository root or set programs (--programs DIR, DSR_PROGRAMS, or the file)",
                 self.programs.display()
             );
         }
+        if let Some(model) = &self.model {
+            if !model.is_file() {
+                bail!(
+                    "the need-score model file `{}` does not exist",
+                    model.display()
+                );
+            }
+        }
         if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
+            bail!("batch_size must be at least 1");
+        }
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            bail!(
+                "the data directory `{}` is a file, not a directory",
+                self.data_dir.display()
+            );
         }
         Ok(())
-    }
-
-    pub fn run(self) -> Result<()> {
-        self.validate()?;
-        let runtime = tokio::runtime::Runtime::new()?;
-        runtime.block_on(self.serve(None))
     }
 
     /// Runs everything; `demo`, when given, is started once the API listens (`dsr demo`).
@@ -176,7 +272,11 @@ impl Up {
         let backlog = stage_backlog(
             &log,
             vec![
-                ("router", router.group.clone(), router.topics.sources.clone()),
+                (
+                    "router",
+                    router.group.clone(),
+                    router.topics.sources.clone(),
+                ),
                 (
                     "household processor",
                     processor.group.clone(),
@@ -249,8 +349,10 @@ impl Up {
         eprintln!(
             "dsr up: listening on http://{address}\n  \
              POST http://{address}/v1/events             life events (JSON or Avro)\n  \
+             POST http://{address}/v1/events:bulk        JSON-lines or CSV files, streamed\n  \
              GET  http://{address}/v1/households/ID      a household, its need score and programs\n  \
              GET  http://{address}/v1/households/ID/history\n  \
+             GET  http://{address}/v1/status             backlog of each stage\n  \
              GET  http://{address}/readyz                ready once the serving store caught up\n  \
              GET  http://{address}/subjects              the schema registry API\n\
              data in {}; Ctrl-C or SIGTERM stops cleanly",
@@ -340,5 +442,95 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing_set() -> Up {
+        Up {
+            config: None,
+            data_dir: None,
+            listen: None,
+            topics: None,
+            programs: None,
+            model: None,
+            batch_size: None,
+            max_wait_seconds: None,
+        }
+    }
+
+    /// Topics and programs exist relative to the repository root, where these paths point.
+    fn repo_dirs(up: Up) -> Up {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        Up {
+            topics: up.topics.or(Some(repo.join("topics"))),
+            programs: up.programs.or(Some(repo.join("programs"))),
+            ..up
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dsr.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/dsr\"\nlisten = \"0.0.0.0:9000\"\nbatch_size = 10\n",
+        )
+        .unwrap();
+        let config = repo_dirs(Up {
+            config: Some(file),
+            batch_size: Some(99),
+            ..nothing_set()
+        })
+        .resolve()
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/dsr"));
+        assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(config.batch_size, 99);
+        assert_eq!(config.max_wait_seconds, 3600);
+    }
+
+    #[test]
+    fn a_misspelt_setting_or_a_bad_value_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dsr.toml");
+        std::fs::write(&file, "batch_sise = 10\n").unwrap();
+        let error = repo_dirs(Up {
+            config: Some(file.clone()),
+            ..nothing_set()
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `batch_sise`"), "{error}");
+        std::fs::write(&file, "listen = \"localhost\"\n").unwrap();
+        let error = repo_dirs(Up {
+            config: Some(file),
+            ..nothing_set()
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("listen"), "{error}");
+        let error = repo_dirs(Up {
+            batch_size: Some(0),
+            ..nothing_set()
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("batch_size must be at least 1"), "{error}");
+        let error = Up {
+            topics: Some("/nowhere".into()),
+            ..nothing_set()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`/nowhere` does not exist"), "{error}");
     }
 }
