@@ -71,7 +71,7 @@ async fn events_streamed_through_the_http_api_match_the_domain_core() {
 /// doubled, but an older event applied after a newer one). The clean run above passes; see
 /// docs/architecture.md, "The crash harness and a known defect".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds a known effectively-once ordering defect after kill -9 (docs/architecture.md, "The crash harness and a known defect"); run with load-tests/crash.sh"]
+#[ignore = "finds a known effectively-once ordering defect after kill -9 (docs/architecture.md, section: The crash harness and a known defect); run with load-tests/crash.sh"]
 async fn killed_dsr_up_loses_no_acknowledged_event_and_applies_none_twice() {
     let target = env_or("DSR_CRASH_EVENTS", 200_000) as usize;
     // 0: a clean run (no kill), to check the harness itself.
