@@ -55,6 +55,32 @@ struct Index {
 }
 
 impl Index {
+    /// The records of `partition`; an unknown topic is `UnknownTopic`, a partition the topic
+    /// does not have is `missing` with the reason.
+    fn slots_of(
+        &self,
+        partition: &TopicPartition,
+        missing: impl FnOnce(String) -> LogError,
+    ) -> Result<&[Slot], LogError> {
+        let topic = self
+            .topics
+            .get(&partition.topic)
+            .ok_or_else(|| LogError::UnknownTopic {
+                topic: partition.topic.clone(),
+            })?;
+        topic
+            .partitions
+            .get(partition.partition as usize)
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
+                missing(format!(
+                    "topic `{}` has {} partitions",
+                    partition.topic,
+                    topic.partitions.len()
+                ))
+            })
+    }
+
     fn apply(&mut self, position: u64, length: u32, frame: Frame) {
         match frame {
             Frame::Topic(topic) => {
@@ -273,25 +299,10 @@ impl EmbeddedLog {
     ) -> Result<Vec<ConsumedRecord>, LogError> {
         let (slots, segments) = {
             let index = self.inner.index.read().unwrap();
-            let topic =
-                index
-                    .topics
-                    .get(&partition.topic)
-                    .ok_or_else(|| LogError::UnknownTopic {
-                        topic: partition.topic.clone(),
-                    })?;
-            let slots = topic
-                .partitions
-                .get(partition.partition as usize)
-                .ok_or_else(|| LogError::Read {
-                    partition: partition.clone(),
-                    source: format!(
-                        "topic `{}` has {} partitions",
-                        partition.topic,
-                        topic.partitions.len()
-                    )
-                    .into(),
-                })?;
+            let slots = index.slots_of(partition, |source| LogError::Read {
+                partition: partition.clone(),
+                source: source.into(),
+            })?;
             let from = from.max(0) as usize;
             if from >= slots.len() {
                 return Ok(Vec::new());
@@ -345,25 +356,11 @@ impl EmbeddedLog {
 
     fn partition_len(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
         let index = self.inner.index.read().unwrap();
-        let topic = index
-            .topics
-            .get(&partition.topic)
-            .ok_or_else(|| LogError::UnknownTopic {
-                topic: partition.topic.clone(),
-            })?;
-        topic
-            .partitions
-            .get(partition.partition as usize)
-            .map(|slots| slots.len() as Offset)
-            .ok_or_else(|| LogError::Offsets {
-                partition: partition.clone(),
-                source: format!(
-                    "topic `{}` has {} partitions",
-                    partition.topic,
-                    topic.partitions.len()
-                )
-                .into(),
-            })
+        let slots = index.slots_of(partition, |source| LogError::Offsets {
+            partition: partition.clone(),
+            source: source.into(),
+        })?;
+        Ok(slots.len() as Offset)
     }
 
     /// Waits until the log changed after `seen`, or `deadline`. Returns the new change count.

@@ -121,22 +121,16 @@ impl Demo {
         for chunk in population.households.chunks(2_000) {
             post(chunk).await?;
         }
+        let first = population.households[0]
+            .envelope
+            .household_id
+            .as_ref()
+            .map_or("H00000001", |h| h.as_str());
         eprintln!(
-            "dsr demo: streaming {} life events at {}/s. Look at:\n  {}/v1/households/{}\n  {}/v1/households/{}/history\n  Ctrl-C stops.",
+            "dsr demo: streaming {} life events at {}/s. Look at:\n  {base}/v1/households/{first}\n  {base}/v1/households/{first}/history\n  Ctrl-C stops.",
             events.len(),
             self.rate,
-            watched.base,
-            population.households[0]
-                .envelope
-                .household_id
-                .as_ref()
-                .map_or("H00000001", |h| h.as_str()),
-            watched.base,
-            population.households[0]
-                .envelope
-                .household_id
-                .as_ref()
-                .map_or("H00000001", |h| h.as_str()),
+            base = watched.base,
         );
 
         let started = Instant::now();
