@@ -16,4 +16,4 @@ export DSR_CRASH_EVENTS="${EVENTS:-1000000}"
 export DSR_CRASH_KILLS="${KILLS:-10}"
 [ -n "${SEED:-}" ] && export DSR_CRASH_SEED="$SEED"
 [ -n "${KEEP:-}" ] && export DSR_CRASH_KEEP=1
-exec cargo test --release --locked -p dsr --test up_crash killed -- --include-ignored --nocapture
+exec cargo test --release --locked -p dsr --test up_crash killed -- --nocapture

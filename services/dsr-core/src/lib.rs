@@ -13,6 +13,7 @@
 //! - [`eligibility`]: programs, their rules (CEL) and entered / changed / exited.
 //! - [`facts`]: what score and rules read, derived once per evaluation.
 //! - [`process`]: one event through reducer, score and every program.
+//! - [`waiting`]: events that wait for their household or person, and their retry order.
 
 pub mod codes;
 pub mod eligibility;
@@ -25,6 +26,7 @@ pub mod reducer;
 pub mod score;
 #[cfg(test)]
 mod strategies;
+pub mod waiting;
 
 pub use codes::CodeList;
 pub use event::{Envelope, Event, InvalidEvent, Payload};

@@ -3,6 +3,7 @@
 
 use dsr_core::eligibility::Program;
 use dsr_core::reducer::{target_household, ApplyError};
+use dsr_core::waiting::{retry_waiting, waits, Attempt};
 use dsr_core::{process, Context, EligibilityChange, Event, Household, HouseholdId, PmtModel};
 use dsr_store::{PartitionState, StateBatch, StoreError};
 use std::collections::HashMap;
@@ -226,7 +227,7 @@ impl<S: PartitionState> HouseholdTask<S> {
                     self.retry_parked(&hid, slot, offset, &mut seq, &ctx, &mut out);
                 }
                 Ok(false) => {}
-                Err(e) if waits_for_something(&e) => {
+                Err(e) if waits(&e) => {
                     let parked = out.parked.get_mut(&hid).expect("loaded above");
                     parked.push(event.clone());
                     out.parked_now += 1;
@@ -333,7 +334,8 @@ impl<S: PartitionState> HouseholdTask<S> {
         Ok(true)
     }
 
-    /// Applies parked events of `hid` that fit now, oldest first, until none does.
+    /// Applies parked events of `hid` that fit now, oldest first, until none does (in the
+    /// domain core's order: [`dsr_core::waiting::retry_waiting`]).
     fn retry_parked(
         &self,
         hid: &HouseholdId,
@@ -343,36 +345,31 @@ impl<S: PartitionState> HouseholdTask<S> {
         ctx: &Context,
         out: &mut BatchOutput,
     ) {
-        loop {
-            let waiting = std::mem::take(out.parked.get_mut(hid).expect("loaded before"));
-            if waiting.is_empty() {
-                return;
-            }
-            let before = waiting.len();
-            let mut still = Vec::with_capacity(before);
-            for e in waiting {
-                match self.apply_one(slot, &e, offset, seq, ctx, out) {
-                    Ok(_) => out.unparked += 1,
-                    Err(err) if waits_for_something(&err) => still.push(e),
-                    Err(err) => out.outputs.push(Output::DeadLetter {
+        let mut waiting = std::mem::take(out.parked.get_mut(hid).expect("loaded before"));
+        let changed = retry_waiting(&mut waiting, |e| {
+            match self.apply_one(slot, e, offset, seq, ctx, out) {
+                Ok(_) => {
+                    out.unparked += 1;
+                    Attempt::Applied
+                }
+                Err(err) if waits(&err) => Attempt::Waits(err),
+                Err(err) => {
+                    out.outputs.push(Output::DeadLetter {
                         offset,
                         household_id: Some(hid.clone()),
                         reason: format!("parked event {}: {err}", e.envelope.event_id),
                         source: next(offset, seq),
-                        parked: Some(Box::new(e)),
-                    }),
+                        parked: Some(Box::new(e.clone())),
+                    });
+                    Attempt::Failed
                 }
             }
-            let progressed = still.len() < before;
-            if still.len() != before {
-                out.parked_dirty.insert(hid.clone());
-                out.parked_last.insert(hid.clone(), next(offset, seq));
-            }
-            *out.parked.get_mut(hid).expect("loaded before") = still;
-            if !progressed {
-                return;
-            }
+        });
+        if changed {
+            out.parked_dirty.insert(hid.clone());
+            out.parked_last.insert(hid.clone(), next(offset, seq));
         }
+        *out.parked.get_mut(hid).expect("loaded before") = waiting;
     }
 
     /// Writes the batch's state and offset (after its outputs are acknowledged).
@@ -412,14 +409,6 @@ impl<S: PartitionState> HouseholdTask<S> {
 /// At most this many events wait per household; beyond it the oldest is dead-lettered, so a
 /// household that never appears cannot grow the state without bound.
 pub const MAX_PARKED_PER_HOUSEHOLD: usize = 100;
-
-/// Errors that a later event can resolve: the household or the member is not known *yet*.
-fn waits_for_something(e: &ApplyError) -> bool {
-    matches!(
-        e,
-        ApplyError::UnknownHousehold { .. } | ApplyError::UnknownPerson { .. }
-    )
-}
 
 fn next(offset: u64, seq: &mut u32) -> Source {
     let s = Source { offset, seq: *seq };

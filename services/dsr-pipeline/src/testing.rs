@@ -3,7 +3,8 @@
 
 use dsr_core::eligibility::Program;
 use dsr_core::reducer::target_household;
-use dsr_core::{ApplyError, EligibilityChange, Event, EventId, Household, HouseholdId, PmtModel};
+use dsr_core::waiting::{retry_waiting, waits, Attempt};
+use dsr_core::{EligibilityChange, Event, EventId, Household, HouseholdId, PmtModel};
 use std::collections::{HashMap, VecDeque};
 
 /// The records, the number of derived events, and every eligibility change id.
@@ -70,14 +71,12 @@ pub fn reference(events: &[Event], programs: &[Program]) -> Reference {
         let Some(hid) = target_household(&e).cloned() else {
             continue;
         };
-        let mut pending = vec![e];
-        let mut progressed = false;
-        while let Some(e) = pending.pop() {
-            let slot = states.entry(hid.clone()).or_default();
-            match dsr_core::process(slot, &e, &ctx) {
+        let slot = states.entry(hid.clone()).or_default();
+        let mut apply =
+            |e: &Event, slot: &mut Option<Household>| match dsr_core::process(slot, e, &ctx) {
                 Ok(p) => {
                     for effect in &p.effects {
-                        let d = effect.to_event(&e);
+                        let d = effect.to_event(e);
                         if let Some(target) = target_household(&d) {
                             *derived_by_household.entry(target.clone()).or_default() += 1;
                         }
@@ -89,21 +88,19 @@ pub fn reference(events: &[Event], programs: &[Program]) -> Reference {
                         .entry(hid.clone())
                         .or_default()
                         .extend(p.changes.iter().map(|c| c.change_id));
-                    if !p.duplicate {
-                        progressed = true;
-                    }
+                    Attempt::Applied
                 }
-                Err(ApplyError::UnknownHousehold { .. } | ApplyError::UnknownPerson { .. }) => {
-                    waiting.entry(hid.clone()).or_default().push(e);
-                }
-                Err(_) => {}
+                Err(err) if waits(&err) => Attempt::Waits(err),
+                Err(_) => Attempt::Failed,
+            };
+        match apply(&e, slot) {
+            Attempt::Applied => {
+                // The household changed: what waits for it is tried again, in the core's order.
+                let list = waiting.entry(hid.clone()).or_default();
+                retry_waiting(list, |e| apply(e, slot));
             }
-            if pending.is_empty() && progressed {
-                progressed = false;
-                let mut retry = waiting.remove(&hid).unwrap_or_default();
-                retry.reverse();
-                pending = retry;
-            }
+            Attempt::Waits(_) => waiting.entry(hid.clone()).or_default().push(e),
+            Attempt::Failed => {}
         }
     }
     // Households re-registered after a move into them.

@@ -64,14 +64,9 @@ async fn events_streamed_through_the_http_api_match_the_domain_core() {
 }
 
 /// The crash harness at CI size (200k events, 5 kills); `load-tests/crash.sh` runs 1M/10.
-///
-/// Ignored in CI until the defect it found is fixed: after a `kill -9` while the household
-/// processor works through a backlog, 1–3 of 34k households end with a member's income from an
-/// older report than the clean run's (same number of events applied, so nothing lost or
-/// doubled, but an older event applied after a newer one). The clean run above passes; see
-/// docs/architecture.md, "The crash harness and a known defect".
+/// The kill points come from `DSR_CRASH_SEED` (default: the clock; printed, so a failing run
+/// can be repeated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds a known effectively-once ordering defect after kill -9 (docs/architecture.md, section: The crash harness and a known defect); run with load-tests/crash.sh"]
 async fn killed_dsr_up_loses_no_acknowledged_event_and_applies_none_twice() {
     let target = env_or("DSR_CRASH_EVENTS", 200_000) as usize;
     // 0: a clean run (no kill), to check the harness itself.
