@@ -12,6 +12,7 @@
 //! other cell is text (write a JSON string, `"""0042"""` in CSV quoting, for text that looks
 //! like a number).
 
+use crate::answers::BulkAnswer;
 use crate::events::{now, Subjects};
 use crate::{problem, ApiState};
 use axum::body::Body;
@@ -20,7 +21,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dsr_core::Event;
-use dsr_log::Log;
 use dsr_pipeline::ingest;
 use futures_util::TryStreamExt;
 use serde::Deserialize;
@@ -43,8 +43,26 @@ enum Format {
 /// is not one.
 type Row = (u64, Result<Event, String>);
 
-pub async fn post_bulk<L: Log + 'static>(
-    State(state): State<Arc<ApiState<L>>>,
+/// A JSON-lines or CSV file of life events, of any size, streamed: rows are validated like
+/// `POST /v1/events` and stored in durable chunks of 5,000; refused rows go to a downloadable
+/// report with their line numbers and reasons.
+#[utoipa::path(post, path = "/v1/events:bulk", tag = "events",
+    request_body(
+        description = "JSON lines (one life event per line) or CSV (a header row of dotted JSON paths such as payload.amount, one event per row)",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv")
+        )
+    ),
+    responses(
+        (status = 202, description = "Every row stored", body = BulkAnswer),
+        (status = 422, description = "Some rows stored; the refused ones are in the report", body = BulkAnswer),
+        (status = 400, description = "No row stored, or the body broke off (the rows before it are stored)", body = BulkAnswer),
+        (status = 415, description = "Unsupported content type", body = crate::answers::Problem),
+        (status = 503, description = "A chunk could not be stored; the answer says how many rows were", body = crate::answers::Problem)
+    ))]
+pub async fn post_bulk(
+    State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -81,7 +99,7 @@ pub async fn post_bulk<L: Log + 'static>(
     let (mut rows, mut accepted) = (0u64, 0u64);
     while let Some(chunk) = rx.recv().await {
         let now = now();
-        let mut subjects = Subjects::new(&*state);
+        let mut subjects = Subjects::new(&state);
         let mut records = Vec::with_capacity(chunk.len());
         for (line, event) in chunk {
             rows += 1;
@@ -127,17 +145,18 @@ pub async fn post_bulk<L: Log + 'static>(
         }
     };
     tracing::info!(rows, accepted, rejected, "bulk file ingested");
-    let mut body = json!({
-        "rows": rows,
-        "accepted": accepted,
-        "rejected": rejected,
-    });
-    if let Some(id) = &report_id {
-        body["report"] = json!(format!("/v1/events:bulk/reports/{id}"));
-        body["report_id"] = json!(id);
-    }
+    let mut body = BulkAnswer {
+        rows,
+        accepted,
+        rejected,
+        report: report_id
+            .as_ref()
+            .map(|id| format!("/v1/events:bulk/reports/{id}")),
+        report_id,
+        error: None,
+    };
     if let Err(reason) = parsed {
-        body["error"] = json!(format!(
+        body.error = Some(format!(
             "{reason}; the {accepted} rows accepted before it are stored"
         ));
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
@@ -304,14 +323,26 @@ impl Report {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportFormat {
+    /// `jsonl` (the default) or `csv`.
     format: Option<String>,
 }
 
 /// `GET /v1/events:bulk/reports/{id}`: the rejected rows of an upload, as a download.
-pub async fn get_report<L: Log + 'static>(
-    State(state): State<Arc<ApiState<L>>>,
+#[utoipa::path(get, path = "/v1/events:bulk/reports/{id}", tag = "events",
+    params(("id" = String, Path, description = "The report id from the bulk answer"), ReportFormat),
+    responses(
+        (status = 200, description = "The refused rows: line number and reason", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv")
+        )),
+        (status = 400, description = "Not a report id, or an unknown format", body = crate::answers::Problem),
+        (status = 404, description = "No such report", body = crate::answers::Problem)
+    ))]
+pub async fn get_report(
+    State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     Query(query): Query<ReportFormat>,
 ) -> Response {

@@ -1,5 +1,6 @@
 //! `POST /v1/events`.
 
+use crate::answers::{AcceptedEvent, EventsAnswer, RejectedEvent};
 use crate::{problem, ApiState};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -8,10 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dsr_core::reducer::target_household;
 use dsr_core::{Event, HouseholdId, Micros, Payload};
-use dsr_log::Log;
 use dsr_pipeline::ingest;
 use dsr_pipeline::runner::Codec;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -41,8 +41,26 @@ pub(crate) fn now() -> Micros {
     Micros(since_epoch.as_micros() as i64)
 }
 
-pub async fn post_events<L: Log + 'static>(
-    State(state): State<Arc<ApiState<L>>>,
+/// One life event (a JSON object), a JSON array of up to 10,000, or one Avro record in Confluent
+/// wire format. Answers once the accepted events are durable.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(
+        description = "A life event in the JSON shape of `dsr generate` (envelope fields, `event_type`, `payload`; see docs/data-dictionary.md), an array of them, or one Avro record (magic byte, 4-byte schema id, body) as application/vnd.dsr.avro",
+        content(
+            (Object = "application/json"),
+            (Vec<u8> = "application/vnd.dsr.avro")
+        )
+    ),
+    responses(
+        (status = 202, description = "All events stored durably", body = EventsAnswer),
+        (status = 422, description = "Some events stored, the others refused with reasons", body = EventsAnswer),
+        (status = 400, description = "No event stored: each refused with its reason, or the body is not JSON", body = EventsAnswer),
+        (status = 413, description = "Too many events or bytes in one request", body = crate::answers::Problem),
+        (status = 415, description = "Unsupported content type", body = crate::answers::Problem),
+        (status = 503, description = "The events could not be stored; send again", body = crate::answers::Problem)
+    ))]
+pub async fn post_events(
+    State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -106,7 +124,7 @@ pub async fn post_events<L: Log + 'static>(
     let mut records = Vec::new();
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
-    let mut subjects = Subjects::new(&*state);
+    let mut subjects = Subjects::new(&state);
     for (index, event) in parsed.into_iter().enumerate() {
         let record = event.and_then(|event| {
             subjects.check(&event)?;
@@ -116,9 +134,9 @@ pub async fn post_events<L: Log + 'static>(
         match record {
             Ok((event_id, record)) => {
                 records.push(record);
-                accepted.push(json!({ "index": index, "event_id": event_id }));
+                accepted.push(AcceptedEvent { index, event_id });
             }
-            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
+            Err(reason) => rejected.push(RejectedEvent { index, reason }),
         }
     }
     if !records.is_empty() {
@@ -140,11 +158,7 @@ pub async fn post_events<L: Log + 'static>(
         (false, false) => StatusCode::UNPROCESSABLE_ENTITY,
         (true, _) => StatusCode::BAD_REQUEST,
     };
-    (
-        status,
-        Json(json!({ "accepted": accepted, "rejected": rejected })),
-    )
-        .into_response()
+    (status, Json(EventsAnswer { accepted, rejected })).into_response()
 }
 
 /// Refuses events about a household or person the registry does not know — but only when it
@@ -153,16 +167,16 @@ pub async fn post_events<L: Log + 'static>(
 /// create them). While the pipeline has a backlog such events are accepted; the processor
 /// parks them until their household appears and dead-letters them, with the reason, after
 /// `--max-wait-seconds`.
-pub(crate) struct Subjects<'a, L: Log> {
-    state: &'a ApiState<L>,
+pub(crate) struct Subjects<'a> {
+    state: &'a ApiState,
     /// Households registered (or founded by a move) earlier in this request.
     created: HashSet<HouseholdId>,
     /// Whether the pipeline was idle, asked once per request and only if needed.
     idle: Option<bool>,
 }
 
-impl<'a, L: Log> Subjects<'a, L> {
-    pub(crate) fn new(state: &'a ApiState<L>) -> Self {
+impl<'a> Subjects<'a> {
+    pub(crate) fn new(state: &'a ApiState) -> Self {
         Subjects {
             state,
             created: HashSet::new(),

@@ -21,28 +21,58 @@
 //! - the Confluent Schema Registry API (`/subjects`, `/schemas/ids/{id}`, …) from
 //!   `dsr_schema_registry::api`.
 //!
+//! - `GET /openapi.json`: the OpenAPI 3.1 document of all of the above, generated from the
+//!   handlers' annotations and the answer types ([`answers`]) as the router is built, so it
+//!   cannot list a route that is not served or miss one that is.
+//!
 //! Personal data is never logged: handlers log ids of requests and counts only.
 
+pub mod answers;
 mod bulk;
 mod events;
 mod households;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use dsr_core::PmtModel;
-use dsr_log::Log;
+use dsr_log::{Log, LogError, Record};
 use dsr_pipeline::codec::WireCodec;
 use dsr_serving::{Progress, ServingStore};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Requests above this many bytes get `413` (bulk files belong to a bulk endpoint).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// Where the API appends what it accepts: the one thing it needs of the event log, so the
+/// handlers do not depend on which log (embedded or Kafka) the deployment runs.
+pub trait EventSink: Send + Sync {
+    /// Appends `records` to `topic`; resolves once they are durable.
+    fn append<'a>(
+        &'a self,
+        topic: &'a str,
+        records: Vec<Record>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>>;
+}
+
+impl<L: Log + 'static> EventSink for L {
+    fn append<'a>(
+        &'a self,
+        topic: &'a str,
+        records: Vec<Record>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>> {
+        Box::pin(async move { Log::append(self, topic, records).await.map(|_| ()) })
+    }
+}
+
 /// What the handlers share.
-pub struct ApiState<L: Log> {
-    pub log: L,
+pub struct ApiState {
+    pub log: Arc<dyn EventSink>,
     pub codec: WireCodec,
     pub store: ServingStore,
     pub model: PmtModel,
@@ -56,7 +86,7 @@ pub struct ApiState<L: Log> {
 }
 
 /// One stage of the pipeline and how many records wait for it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct StageBacklog {
     pub stage: &'static str,
     pub backlog: u64,
@@ -65,7 +95,7 @@ pub struct StageBacklog {
 /// Reports every stage's backlog when called.
 pub type Backlog = Arc<dyn Fn() -> Vec<StageBacklog> + Send + Sync>;
 
-impl<L: Log> ApiState<L> {
+impl ApiState {
     /// True when every stage has processed everything written so far: what the serving store
     /// shows then is all the registry knows.
     pub fn idle(&self) -> bool {
@@ -73,38 +103,80 @@ impl<L: Log> ApiState<L> {
     }
 }
 
-/// Every route of the API over `state`, merged with the schema registry's.
-pub fn router<L: Log + 'static>(
-    state: Arc<ApiState<L>>,
-    registry: Arc<dsr_schema_registry::Registry>,
-) -> Router {
-    Router::new()
-        .route("/v1/events", post(events::post_events::<L>))
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dsr",
+        description = "The HTTP API of dsr, the dynamic social registry (`dsr up`): life events in, households out. The Confluent Schema Registry API served beside it (`/subjects`, `/schemas`, `/config`, `/compatibility`) follows Confluent's own documentation and is not repeated here."
+    ),
+    tags(
+        (name = "events", description = "Life events from systems that cannot speak Kafka"),
+        (name = "households", description = "Households, their need scores and program statuses, from the serving store"),
+        (name = "operations", description = "Health, readiness and the pipeline's backlog")
+    )
+)]
+struct ApiDoc;
+
+/// Every route of the API over `state` with its OpenAPI document (served at
+/// `/openapi.json`), merged with the schema registry's routes.
+pub fn router(state: Arc<ApiState>, registry: Arc<dsr_schema_registry::Registry>) -> Router {
+    let (router, document) = documented_router(state);
+    let document = Arc::new(document);
+    router
         .route(
-            "/v1/events:bulk",
-            post(bulk::post_bulk::<L>).layer(axum::extract::DefaultBodyLimit::disable()),
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
         )
-        .route("/v1/events:bulk/reports/{id}", get(bulk::get_report::<L>))
-        .route("/v1/households/{id}", get(households::get_household::<L>))
-        .route(
-            "/v1/households/{id}/history",
-            get(households::get_history::<L>),
-        )
-        .route(
-            "/v1/persons/{id}/household",
-            get(households::get_person_household::<L>),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz::<L>))
-        .route("/v1/status", get(status::<L>))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
         .merge(dsr_schema_registry::api::router(registry))
 }
 
-async fn readyz<L: Log + 'static>(
-    axum::extract::State(state): axum::extract::State<Arc<ApiState<L>>>,
-) -> Response {
+/// The API's own routes and the document generated from them, in one pass.
+fn documented_router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
+    api_routes().with_state(state).split_for_parts()
+}
+
+/// The OpenAPI document of the API, as `/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().get_openapi().clone()
+}
+
+/// Each route with its documentation: a route is added only together with its operation.
+fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
+    let (schemas, paths, bulk) = routes!(bulk::post_bulk);
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(events::post_events))
+        .routes((
+            schemas,
+            paths,
+            bulk.layer(axum::extract::DefaultBodyLimit::disable()),
+        ))
+        .routes(routes!(bulk::get_report))
+        .routes(routes!(households::get_household))
+        .routes(routes!(households::get_history))
+        .routes(routes!(households::get_person_household))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(status))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// The process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Whether the serving store has caught up with the household changelog once since start.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "The serving store has not caught up yet", body = answers::Problem)
+    ))]
+async fn readyz(axum::extract::State(state): axum::extract::State<Arc<ApiState>>) -> Response {
     if state
         .serving
         .caught_up
@@ -119,23 +191,36 @@ async fn readyz<L: Log + 'static>(
     }
 }
 
-async fn status<L: Log + 'static>(
-    axum::extract::State(state): axum::extract::State<Arc<ApiState<L>>>,
-) -> Response {
+/// Each stage's backlog and whether the registry is idle (everything written so far is served).
+#[utoipa::path(get, path = "/v1/status", tag = "operations",
+    responses((status = 200, description = "The pipeline's backlog", body = answers::Status)))]
+async fn status(axum::extract::State(state): axum::extract::State<Arc<ApiState>>) -> Response {
     let stages = (state.backlog)();
     let idle = stages.iter().all(|s| s.backlog == 0);
-    Json(serde_json::json!({
-        "idle": idle,
-        "stages": stages,
-        "serving": {
-            "changelog_records_applied": state.serving.applied.load(std::sync::atomic::Ordering::Relaxed),
-            "caught_up_once": state.serving.caught_up.load(std::sync::atomic::Ordering::Relaxed),
+    Json(answers::Status {
+        idle,
+        stages,
+        serving: answers::Serving {
+            changelog_records_applied: state
+                .serving
+                .applied
+                .load(std::sync::atomic::Ordering::Relaxed),
+            caught_up_once: state
+                .serving
+                .caught_up
+                .load(std::sync::atomic::Ordering::Relaxed),
         },
-    }))
+    })
     .into_response()
 }
 
 /// A JSON error body: `{"error": "..."}` with the status.
 pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        Json(answers::Problem {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }

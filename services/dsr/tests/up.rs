@@ -202,6 +202,7 @@ async fn dsr_up_serves_households_from_posted_events_and_keeps_them_across_resta
     assert!(body["error"].as_str().unwrap().contains("NOBODY"));
     let (status, _) = get(&client, format!("{}/readyz", up.base)).await;
     assert_eq!(status, 200);
+    check_openapi_document(&client, &up.base).await;
     let subjects = client
         .get(format!("{}/subjects", up.base))
         .send()
@@ -368,4 +369,59 @@ async fn bulk_files_are_streamed_in_and_rejected_rows_are_reported_by_line() {
         "{first}"
     );
     stop_with(&mut up, "-TERM");
+}
+
+/// `/openapi.json` documents the API that is served: every operation it lists, called with an
+/// empty body and an id nobody has, answers with one of the statuses it documents for that
+/// operation (and a JSON body where it documents one); the routes everyone relies on are in it.
+async fn check_openapi_document(client: &reqwest::Client, base: &str) {
+    let (status, doc) = get(client, format!("{base}/openapi.json")).await;
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().expect("paths");
+    for expected in [
+        "/v1/events",
+        "/v1/events:bulk",
+        "/v1/events:bulk/reports/{id}",
+        "/v1/households/{id}",
+        "/v1/households/{id}/history",
+        "/v1/status",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(expected), "{expected} is not documented");
+    }
+    for (path, item) in paths {
+        let url = format!("{base}{}", path.replace("{id}", "NOBODY"));
+        for (method, operation) in item.as_object().unwrap() {
+            let documented: Vec<u16> = operation["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.parse().unwrap())
+                .collect();
+            let request = match method.as_str() {
+                "get" => client.get(&url),
+                "post" => client.post(&url),
+                other => panic!("{path}: method {other} not expected"),
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            assert!(
+                documented.contains(&status),
+                "{method} {path} answered {status}, documented {documented:?}"
+            );
+            let declared = &operation["responses"][status.to_string()]["content"];
+            if declared.get("application/json").is_some() {
+                assert_eq!(content_type, "application/json", "{method} {path} {status}");
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert!(body.is_object(), "{method} {path}: {body}");
+            }
+        }
+    }
 }

@@ -290,7 +290,7 @@ impl UpConfig {
             ],
         );
         let state = Arc::new(ApiState {
-            log: log.clone(),
+            log: Arc::new(log.clone()),
             codec: codec(),
             store,
             model,
@@ -354,7 +354,8 @@ impl UpConfig {
              GET  http://{address}/v1/households/ID/history\n  \
              GET  http://{address}/v1/status             backlog of each stage\n  \
              GET  http://{address}/readyz                ready once the serving store caught up\n  \
-             GET  http://{address}/subjects              the schema registry API\n\
+             GET  http://{address}/subjects              the schema registry API\n  \
+             GET  http://{address}/openapi.json          the OpenAPI document of this API\n\
              data in {}; Ctrl-C or SIGTERM stops cleanly",
             self.data_dir.display()
         );
