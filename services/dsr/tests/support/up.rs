@@ -14,10 +14,17 @@ pub struct Up {
     pub base: String,
 }
 
-/// Starts `dsr up` on `data` (on a free port) and waits until it listens.
+/// Starts `dsr up` on `data` (on a free port, small batches so tests see several) and waits
+/// until it listens.
 pub fn start(data: &Path) -> Up {
+    start_with(data, &["--batch-size", "500"])
+}
+
+/// Starts `dsr up` on `data` with extra flags and waits until it listens.
+pub fn start_with(data: &Path, flags: &[&str]) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsr"))
-        .args(["up", "--listen", "127.0.0.1:0", "--batch-size", "500"])
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .args(flags)
         .arg("--data-dir")
         .arg(data)
         .env("NO_COLOR", "1")

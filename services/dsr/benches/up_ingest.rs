@@ -1,0 +1,259 @@
+//! End-to-end ingest through `dsr up` on the embedded log, as a source system on the same
+//! machine sees it (docs/performance.md, "dsr up"):
+//!
+//! 1. the disk's fsync ceiling, measured first in the same directory (small write + fdatasync,
+//!    one after another): what durable writes without group commit could do;
+//! 2. durable ingest: a generated population's events posted over HTTP by `DSR_BENCH_CLIENTS`
+//!    concurrent clients in batches of `DSR_BENCH_BATCH`; each 202 comes after fsync. Reported:
+//!    events/s acknowledged, and events/s until every stage is idle (records, need scores and
+//!    eligibility changes all written and served);
+//! 3. resident memory of `dsr up` with those households loaded;
+//! 4. event → eligibility change latency at a fixed rate (`DSR_BENCH_RATE`, default 10,000
+//!    events/s, in batches of 100 every 10 ms): the held-back last fifth of the events; from the
+//!    log's own append timestamps (ms) of each event's source record and of each eligibility
+//!    change it caused.
+//!
+//! `cargo bench -p dsr --bench up_ingest` (release build). `DSR_BENCH_HOUSEHOLDS` (default
+//! 50,000) sets the population size.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use dsr_core::Event;
+use dsr_pipeline::runner::Codec;
+use dsr_pipeline::testing::{population, EmbeddedFixture};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use support::up::{now, start_with, stop_with, try_post};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v}: not a number"))
+        })
+        .unwrap_or(default)
+}
+
+/// fdatasync/s for small appends to a file in `dir`, one after another.
+fn fsync_ceiling(dir: &std::path::Path) -> f64 {
+    let mut file = std::fs::File::create(dir.join("fsync-probe")).unwrap();
+    let n = 2_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        file.write_all(&[7u8; 200]).unwrap();
+        file.sync_data().unwrap();
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(dir.join("fsync-probe")).unwrap();
+    rate
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls `/v1/status` every 20 ms until every stage is idle; the time it first was.
+async fn until_idle(client: &reqwest::Client, base: &str) -> Instant {
+    loop {
+        let body: serde_json::Value = client
+            .get(format!("{base}/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["idle"].as_bool() == Some(true) {
+            return Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_all(client: &reqwest::Client, base: &str, batch: &[Event]) {
+    let (status, body) = try_post(client, base, batch).await.expect("dsr up answers");
+    assert_eq!(
+        status,
+        202,
+        "{} events refused, e.g. {}",
+        body["rejected"].as_array().map_or(0, Vec::len),
+        body["rejected"][0]
+    );
+}
+
+/// Posts `events` with `clients` requests in flight, `batch` events per request.
+async fn post_concurrently(
+    client: &reqwest::Client,
+    base: &str,
+    events: &[Event],
+    clients: usize,
+    batch: usize,
+) {
+    let chunks: Vec<&[Event]> = events.chunks(batch).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let mine: Vec<Vec<Event>> = chunks
+            .iter()
+            .skip(c)
+            .step_by(clients)
+            .map(|b| b.to_vec())
+            .collect();
+        let client = client.clone();
+        let base = base.to_owned();
+        tasks.spawn(async move {
+            for b in mine {
+                post_all(&client, &base, &b).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let households = env_or("DSR_BENCH_HOUSEHOLDS", 50_000);
+    let clients = env_or("DSR_BENCH_CLIENTS", 4) as usize;
+    let batch = env_or("DSR_BENCH_BATCH", 5_000) as usize;
+    let rate = env_or("DSR_BENCH_RATE", 10_000);
+
+    let data = tempfile::tempdir().unwrap();
+    let syncs = fsync_ceiling(data.path());
+    println!("fsync ceiling: {syncs:.0} fdatasync/s (200 B appends, one after another)");
+
+    let now = now();
+    let events: Vec<Event> = population(29, households)
+        .into_iter()
+        .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
+        .collect();
+    let split = events.len() * 4 / 5;
+    let (load, live) = events.split_at(split);
+    println!(
+        "population: {households} households, {} events ({} loaded at full speed, {} at {rate}/s)",
+        events.len(),
+        load.len(),
+        live.len()
+    );
+
+    let mut up = start_with(data.path(), &[]);
+    let base = up.base.clone();
+    let client = reqwest::Client::new();
+    let rss_empty = rss_kib(up.child.id());
+
+    // Durable ingest at full speed, `clients` requests in flight: the registrations first (an
+    // event about a household the registry does not know is refused while it is idle), then
+    // the life events.
+    let (registrations, life): (Vec<Event>, Vec<Event>) = load
+        .iter()
+        .cloned()
+        .partition(|e| matches!(e.payload, dsr_core::Payload::HouseholdRegistered(_)));
+    let started = Instant::now();
+    post_concurrently(&client, &base, &registrations, clients, batch).await;
+    post_concurrently(&client, &base, &life, clients, batch).await;
+    let acknowledged = started.elapsed();
+    let idle = until_idle(&client, &base).await.duration_since(started);
+    let n = load.len() as f64;
+    println!(
+        "durable ingest: {} events acknowledged in {:.2} s = {:.0} events/s ({clients} clients, batches of {batch})",
+        load.len(),
+        acknowledged.as_secs_f64(),
+        n / acknowledged.as_secs_f64()
+    );
+    println!(
+        "end to end (acknowledged, processed, eligibility changes written, served): {:.2} s = {:.0} events/s",
+        idle.as_secs_f64(),
+        n / idle.as_secs_f64()
+    );
+    let rss = rss_kib(up.child.id());
+    println!(
+        "resident memory of dsr up: {:.0} MiB empty, {:.0} MiB with {households} households loaded: {:.0} MiB per million households (growth, extrapolated)",
+        rss_empty as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        rss.saturating_sub(rss_empty) as f64 / 1024.0 * 1e6 / households as f64
+    );
+
+    // Fixed rate: 100-event batches every 100 / rate seconds.
+    let live_ids: std::collections::HashSet<uuid::Uuid> =
+        live.iter().map(|e| e.envelope.event_id).collect();
+    let period = Duration::from_secs_f64(100.0 / rate as f64);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut acks = tokio::task::JoinSet::new();
+    let mut ack_ms = Vec::new();
+    let live_started = Instant::now();
+    for b in live.chunks(100) {
+        ticker.tick().await;
+        let client = client.clone();
+        let base = base.clone();
+        let b = b.to_vec();
+        acks.spawn(async move {
+            let sent = Instant::now();
+            post_all(&client, &base, &b).await;
+            sent.elapsed().as_micros() as i64
+        });
+        while let Some(done) = acks.try_join_next() {
+            ack_ms.push(done.unwrap());
+        }
+    }
+    while let Some(done) = acks.join_next().await {
+        ack_ms.push(done.unwrap());
+    }
+    let offered = live.len() as f64 / live_started.elapsed().as_secs_f64();
+    until_idle(&client, &base).await;
+    assert!(stop_with(&mut up, "-TERM").success());
+    drop(up);
+
+    // Latency from the log's append timestamps.
+    let fx = EmbeddedFixture::embedded_at(&support::repo(), data.path()).await;
+    let mut ingested: HashMap<uuid::Uuid, i64> = HashMap::new();
+    for r in fx.read_topic("dsr.life-events.legacy-http").await {
+        let e = fx.codec.decode_event(r.value.as_deref().unwrap()).unwrap();
+        if live_ids.contains(&e.envelope.event_id) {
+            ingested.insert(e.envelope.event_id, r.timestamp_ms.unwrap());
+        }
+    }
+    let mut latencies = Vec::new();
+    for p in &fx.programs {
+        for r in fx.read_topic(&fx.topics.eligibility(&p.id)).await {
+            let (_, body) = dsr_contracts::wire::unframe(r.value.as_deref().unwrap()).unwrap();
+            let change = dsr_contracts::avro::fast::decode_eligibility_change(body).unwrap();
+            if let Some(at) = ingested.get(&change.caused_by) {
+                latencies.push(r.timestamp_ms.unwrap() - at);
+            }
+        }
+    }
+    latencies.sort_unstable();
+    ack_ms.sort_unstable();
+    println!(
+        "at {offered:.0} events/s offered: acknowledgement p50 {:.1} ms, p99 {:.1} ms (100-event requests)",
+        percentile(&ack_ms, 0.5) as f64 / 1000.0,
+        percentile(&ack_ms, 0.99) as f64 / 1000.0
+    );
+    if latencies.is_empty() {
+        println!("no eligibility change was caused by the fixed-rate events");
+    } else {
+        println!(
+            "event → eligibility change ({} changes): p50 {} ms, p99 {} ms, max {} ms (log append timestamps, ms resolution)",
+            latencies.len(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.last().unwrap()
+        );
+    }
+    fx.log.close();
+}
