@@ -11,6 +11,8 @@ use std::collections::{HashMap, VecDeque};
 pub struct Reference {
     pub households: HashMap<HouseholdId, Household>,
     pub derived: u64,
+    /// Every derived event (joins from moves), in the order the replay produced them.
+    pub derived_events: Vec<Event>,
     pub change_ids: Vec<EventId>,
     /// The eligibility change ids of each household.
     pub changes_by_household: HashMap<HouseholdId, Vec<EventId>>,
@@ -31,7 +33,17 @@ pub struct Reference {
     /// pipeline processes them (e.g. a member moves in, then the head dies: who becomes head
     /// depends on which came first). A streamed run may end with either record.
     pub alternative: HashMap<HouseholdId, Household>,
+    /// With [`Reference::streamed`], for each household receiving derived events: its own
+    /// events in log order and the derived events it receives. After a restart with a
+    /// backlog the router and the processor's partitions catch up at different speeds, so a
+    /// join can land anywhere among the household's own events; [`Reference::allows`] accepts
+    /// the record of any such interleaving (for up to [`MAX_INTERLEAVED`] derived events).
+    pub interleavable: HashMap<HouseholdId, (Vec<Event>, Vec<Event>)>,
+    pub programs: Vec<Program>,
 }
+
+/// Households receiving more derived events than this are checked against the two orders only.
+pub const MAX_INTERLEAVED: usize = 2;
 
 impl Reference {
     /// The same reference for a run whose events stream in while the pipeline processes them
@@ -48,7 +60,55 @@ impl Reference {
                 self.alternative.insert(hid, h);
             }
         }
+        self.programs = programs.to_vec();
+        let mut derived: HashMap<HouseholdId, Vec<Event>> = HashMap::new();
+        for d in derived_first.derived_events {
+            if let Some(hid) = target_household(&d) {
+                derived.entry(hid.clone()).or_default().push(d);
+            }
+        }
+        for e in events {
+            if let Some(hid) = target_household(e) {
+                if derived.contains_key(hid) {
+                    self.interleavable
+                        .entry(hid.clone())
+                        .or_default()
+                        .0
+                        .push(e.clone());
+                }
+            }
+        }
+        for (hid, joins) in derived {
+            self.interleavable.entry(hid).or_default().1 = joins;
+        }
         self
+    }
+
+    /// Whether `h` is the record of `hid` for some order of its own events (kept in log order)
+    /// and the derived events it receives.
+    fn some_interleaving_gives(&self, hid: &HouseholdId, h: &Household) -> bool {
+        let Some((own, joins)) = self.interleavable.get(hid) else {
+            return false;
+        };
+        if joins.len() > MAX_INTERLEAVED {
+            return false;
+        }
+        let mut orders = vec![joins.clone()];
+        if joins.len() == 2 {
+            orders.push(vec![joins[1].clone(), joins[0].clone()]);
+        }
+        for joins in orders {
+            for sequence in interleavings(own, &joins) {
+                let r = replay(&sequence, &self.programs, DerivedEvents::AfterTheLog);
+                if r.households
+                    .get(hid)
+                    .is_some_and(|got| content(got) == content(h))
+                {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Whether `h` is a record this reference allows for `hid`: its own, or in a streamed run
@@ -58,10 +118,11 @@ impl Reference {
             .get(hid)
             .is_some_and(|want| content(want) == content(h))
             || (self.streamed
-                && self
+                && (self
                     .alternative
                     .get(hid)
-                    .is_some_and(|alt| content(alt) == content(h)))
+                    .is_some_and(|alt| content(alt) == content(h))
+                    || self.some_interleaving_gives(hid, h)))
     }
 
     /// Whether `hid`'s record can legitimately differ from the reference's (see
@@ -88,6 +149,23 @@ pub fn reference(events: &[Event], programs: &[Program]) -> Reference {
     replay(events, programs, DerivedEvents::AfterTheLog)
 }
 
+/// Every sequence of `own` (in order) with `joins` (in order) inserted at any positions.
+fn interleavings(own: &[Event], joins: &[Event]) -> Vec<Vec<Event>> {
+    let Some((first, rest)) = joins.split_first() else {
+        return vec![own.to_vec()];
+    };
+    let mut out = Vec::new();
+    for at in 0..=own.len() {
+        for tail in interleavings(&own[at..], rest) {
+            let mut s = own[..at].to_vec();
+            s.push(first.clone());
+            s.extend(tail);
+            out.push(s);
+        }
+    }
+    out
+}
+
 /// Where a derived event goes in the reference's queue.
 #[derive(Clone, Copy, PartialEq)]
 enum DerivedEvents {
@@ -110,6 +188,7 @@ fn replay(events: &[Event], programs: &[Program], derived_at: DerivedEvents) -> 
     let mut waiting: HashMap<HouseholdId, Vec<Event>> = HashMap::new();
     let mut changes_by_household: HashMap<HouseholdId, Vec<EventId>> = HashMap::new();
     let mut derived_by_household: HashMap<HouseholdId, u32> = HashMap::new();
+    let mut derived_events = Vec::new();
     while let Some(e) = queue.pop_front() {
         let Some(hid) = target_household(&e).cloned() else {
             continue;
@@ -125,6 +204,7 @@ fn replay(events: &[Event], programs: &[Program], derived_at: DerivedEvents) -> 
                         if let Some(target) = target_household(&d) {
                             *derived_by_household.entry(target.clone()).or_default() += 1;
                         }
+                        derived_events.push(d.clone());
                         match derived_at {
                             DerivedEvents::AfterTheLog => queue.push_back(d),
                             DerivedEvents::RightAfterTheirCause => next.push(d),
@@ -176,6 +256,9 @@ fn replay(events: &[Event], programs: &[Program], derived_at: DerivedEvents) -> 
         order_sensitive,
         streamed: false,
         alternative: HashMap::new(),
+        interleavable: HashMap::new(),
+        programs: Vec::new(),
+        derived_events,
         households: states
             .into_iter()
             .filter_map(|(k, v)| v.map(|h| (k, h)))
