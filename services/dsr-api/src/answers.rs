@@ -1,13 +1,14 @@
 //! The bodies the API answers with. The handlers build these types (not ad-hoc JSON), so the
 //! schemas in `/openapi.json`, derived from them, are the bodies actually sent.
 //!
-//! The household record itself is dsr-core's `Household`, serialised as it is stored; its
-//! fields are described field by field in `docs/data-dictionary.md` (generated from the Avro
-//! schemas in `schemas/`), and the document refers to it as an object.
+//! The household record itself is dsr-core's `Household`, serialised as it is stored and cut
+//! down to the fields the reader's purpose allows (`dsr_access::projection`); its fields are
+//! described field by field in `docs/data-dictionary.md` (generated from the Avro schemas in
+//! `schemas/`), and the document refers to it as an object.
 
 use crate::StageBacklog;
 use dsr_core::score::Explanation;
-use dsr_core::{EventId, Household};
+use dsr_core::EventId;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -64,15 +65,19 @@ pub struct BulkAnswer {
 /// A household as the registry shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HouseholdView {
-    /// The household record (members, dwelling, assets, need score, program statuses, version);
-    /// fields in docs/data-dictionary.md.
+    /// The household record (members, dwelling, assets, need score, program statuses, version),
+    /// with only the fields the named purpose allows; fields in docs/data-dictionary.md.
     #[schema(value_type = Object)]
-    pub household: Household,
-    /// The need score with the contribution of every model feature (absent before scoring).
+    pub household: serde_json::Value,
+    /// The need score with the contribution of every model feature (absent before scoring, or
+    /// when the purpose does not allow `need_score`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub need_score: Option<NeedScoreView>,
-    /// Each program's decision with the inputs it read.
-    #[schema(value_type = Vec<Object>)]
-    pub programs: Vec<dsr_core::household::ProgramStatus>,
+    /// Each program's decision with the inputs it read (a program sees its own only; absent
+    /// when the purpose does not allow `programs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub programs: Option<serde_json::Value>,
     /// With `?as_of=`: the time asked for (ms since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of_ms: Option<i64>,
@@ -106,8 +111,9 @@ pub struct VersionView {
     /// The events that made this version, oldest first.
     #[schema(value_type = Vec<String>)]
     pub events: Vec<EventId>,
+    /// The record as it was, with only the fields the named purpose allows.
     #[schema(value_type = Object)]
-    pub household: Household,
+    pub household: serde_json::Value,
 }
 
 /// The household a person belongs to now.

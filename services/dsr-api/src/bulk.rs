@@ -19,7 +19,8 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use dsr_access::Identity;
 use dsr_core::Event;
 use dsr_pipeline::ingest;
 use futures_util::TryStreamExt;
@@ -63,9 +64,21 @@ type Row = (u64, Result<Event, String>);
     ))]
 pub async fn post_bulk(
     State(state): State<Arc<ApiState>>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if identity.client.must_sign {
+        // A detached Ed25519 signature covers the whole body, which a streamed upload has
+        // only at its end, after its rows are stored.
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "client `{}` must sign its event batches, and bulk files cannot be signed: send signed batches to POST /v1/events",
+                identity.client.id
+            ),
+        );
+    }
     let content_type = crate::events::content_type(&headers);
     let format = match content_type.as_str() {
         "application/x-ndjson" | "application/jsonl" | "application/jsonlines"
@@ -95,11 +108,11 @@ pub async fn post_bulk(
         }
     });
 
-    let mut report = Report::new(&state.reports_dir);
+    let mut report = Report::new(&reports_dir(&state, &identity));
     let (mut rows, mut accepted) = (0u64, 0u64);
     while let Some(chunk) = rx.recv().await {
         let now = now();
-        let mut subjects = Subjects::new(&state);
+        let mut subjects = Subjects::new(&state, &identity);
         let mut records = Vec::with_capacity(chunk.len());
         for (line, event) in chunk {
             rows += 1;
@@ -145,6 +158,17 @@ pub async fn post_bulk(
         }
     };
     tracing::info!(rows, accepted, rejected, "bulk file ingested");
+    let outcome = format!("bulk: {rows} rows, accepted {accepted}, rejected {rejected}");
+    if let Err(r) = crate::access::audit(
+        &state,
+        Some(&identity),
+        "events.publish",
+        Vec::new(),
+        None,
+        outcome,
+    ) {
+        return r;
+    }
     let mut body = BulkAnswer {
         rows,
         accepted,
@@ -167,6 +191,11 @@ pub async fn post_bulk(
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     (status, Json(body)).into_response()
+}
+
+/// Where `identity`'s reports are kept.
+fn reports_dir(state: &ApiState, identity: &Identity) -> std::path::PathBuf {
+    state.reports_dir.join(&identity.client.id)
 }
 
 /// JSON lines: one event per non-empty line. Stops early when `send` says the receiver left.
@@ -343,6 +372,7 @@ pub struct ReportFormat {
     ))]
 pub async fn get_report(
     State(state): State<Arc<ApiState>>,
+    Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
     Query(query): Query<ReportFormat>,
 ) -> Response {
@@ -352,7 +382,8 @@ pub async fn get_report(
             format!("`{id}` is not a report id (a UUID from the bulk upload's answer)"),
         );
     }
-    let path = state.reports_dir.join(format!("{id}.jsonl"));
+    // Each client's reports are its own: another client's report id is not found.
+    let path = reports_dir(&state, &identity).join(format!("{id}.jsonl"));
     let text = match tokio::fs::read_to_string(&path).await {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -6,7 +6,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use dsr_access::Identity;
 use dsr_core::reducer::target_household;
 use dsr_core::{Event, HouseholdId, Micros, Payload};
 use dsr_pipeline::ingest;
@@ -61,9 +62,13 @@ pub(crate) fn now() -> Micros {
     ))]
 pub async fn post_events(
     State(state): State<Arc<ApiState>>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(r) = crate::access::check_signature(&identity, &headers, &body) {
+        return r;
+    }
     let content_type = content_type(&headers);
     // Each input: the event, or why it is not one.
     let parsed: Vec<Result<Event, String>> = match content_type.as_str() {
@@ -124,7 +129,7 @@ pub async fn post_events(
     let mut records = Vec::new();
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
-    let mut subjects = Subjects::new(&state);
+    let mut subjects = Subjects::new(&state, &identity);
     for (index, event) in parsed.into_iter().enumerate() {
         let record = event.and_then(|event| {
             subjects.check(&event)?;
@@ -153,6 +158,17 @@ pub async fn post_events(
         rejected = rejected.len(),
         "events posted"
     );
+    let outcome = format!("accepted {}, rejected {}", accepted.len(), rejected.len());
+    if let Err(r) = crate::access::audit(
+        &state,
+        Some(&identity),
+        "events.publish",
+        Vec::new(),
+        None,
+        outcome,
+    ) {
+        return r;
+    }
     let status = match (accepted.is_empty(), rejected.is_empty()) {
         (false, true) => StatusCode::ACCEPTED,
         (false, false) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -169,6 +185,7 @@ pub async fn post_events(
 /// `--max-wait-seconds`.
 pub(crate) struct Subjects<'a> {
     state: &'a ApiState,
+    identity: &'a Identity,
     /// Households registered (or founded by a move) earlier in this request.
     created: HashSet<HouseholdId>,
     /// Whether the pipeline was idle, asked once per request and only if needed.
@@ -176,15 +193,40 @@ pub(crate) struct Subjects<'a> {
 }
 
 impl<'a> Subjects<'a> {
-    pub(crate) fn new(state: &'a ApiState) -> Self {
+    pub(crate) fn new(state: &'a ApiState, identity: &'a Identity) -> Self {
         Subjects {
             state,
+            identity,
             created: HashSet::new(),
             idle: None,
         }
     }
 
     pub(crate) fn check(&mut self, event: &Event) -> Result<(), String> {
+        let client = &self.identity.client;
+        client.may_publish(event)?;
+        // A client bound to areas may only touch households inside them; a caseworker's
+        // correction must name a household the registry knows, in the caseworker's areas.
+        if client.scope != dsr_access::AreaScope::Everywhere
+            || client.role == dsr_access::Role::Caseworker
+        {
+            if let Some(h) = target_household(event) {
+                match self.state.store.household(h) {
+                    Ok(Some(known)) if !client.scope.contains(&known.area) => {
+                        return Err(format!(
+                            "household {h} is outside the areas client `{}` is registered for",
+                            client.id
+                        ))
+                    }
+                    Ok(None) if client.role == dsr_access::Role::Caseworker => {
+                        return Err(format!(
+                            "a correction must name a household the registry knows in your areas; {h} is not one"
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let Payload::PersonMoved(p) = &event.payload {
             if p.founds_new_household {
                 self.created.insert(p.to_household_id.clone());

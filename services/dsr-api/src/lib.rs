@@ -21,12 +21,24 @@
 //! - the Confluent Schema Registry API (`/subjects`, `/schemas/ids/{id}`, …) from
 //!   `dsr_schema_registry::api`.
 //!
+//! - identities and accountability ([`access`], [`admin`]): every route but health, readiness,
+//!   the API description, public keys, the token endpoint and schema reads needs an API key or
+//!   an access token (`POST /oauth2/client/token`, keys at `/.well-known/jwks.json`); the role
+//!   matrix of `dsr_access` decides, reads of personal data name a purpose (`Dsr-Purpose`) and
+//!   are projected to its fields, and every such access and every admin action
+//!   (`/v1/admin/clients…`) is in the audit log (`GET /v1/audit` for auditors).
 //! - `GET /openapi.json`: the OpenAPI 3.1 document of all of the above, generated from the
 //!   handlers' annotations and the answer types ([`answers`]) as the router is built, so it
 //!   cannot list a route that is not served or miss one that is.
 //!
 //! Personal data is never logged: handlers log ids of requests and counts only.
 
+// Checks return the answer to give instead (`Result<_, Response>`), once per request: the
+// size of that error is irrelevant next to the request itself.
+#![allow(clippy::result_large_err)]
+
+pub mod access;
+mod admin;
 pub mod answers;
 mod bulk;
 mod events;
@@ -83,6 +95,10 @@ pub struct ApiState {
     pub reports_dir: std::path::PathBuf,
     /// Each stage's backlog, from the deployment (the embedded log knows its groups' commits).
     pub backlog: Backlog,
+    /// The registered clients: who may call, with which role, areas and purposes.
+    pub clients: Arc<dsr_access::ClientRegistry>,
+    /// Where every access to personal data and every administrative action is recorded.
+    pub audit: Arc<dsr_audit::AuditLog>,
 }
 
 /// One stage of the pipeline and how many records wait for it.
@@ -112,15 +128,78 @@ impl ApiState {
     tags(
         (name = "events", description = "Life events from systems that cannot speak Kafka"),
         (name = "households", description = "Households, their need scores and program statuses, from the serving store"),
-        (name = "operations", description = "Health, readiness and the pipeline's backlog")
-    )
+        (name = "operations", description = "Health, readiness and the pipeline's backlog"),
+        (name = "identity", description = "Access tokens, public keys, clients and the audit log")
+    ),
+    security(("bearer" = []), ("basic" = []))
 )]
 struct ApiDoc;
+
+/// Declares how clients authenticate: a bearer API key or access token, or HTTP Basic with
+/// the client id and an API key (for stock Confluent clients of the schema registry).
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        // What the access guard may answer, on every operation it guards; public operations
+        // say they need no credentials. Both come from the one route → rule table.
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                (axum::http::Method::GET, &mut item.get),
+                (axum::http::Method::POST, &mut item.post),
+                (axum::http::Method::PUT, &mut item.put),
+                (axum::http::Method::DELETE, &mut item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                match access::rule(&method, path) {
+                    Some(access::Rule::Public) => {
+                        operation.security = Some(vec![
+                            utoipa::openapi::security::SecurityRequirement::default(),
+                        ]);
+                    }
+                    _ => {
+                        for (status, description) in [
+                            ("401", "No credentials, or not valid ones"),
+                            (
+                                "403",
+                                "The client's role, areas or agreements do not allow this",
+                            ),
+                            ("429", "Over the client's rate limit; see Retry-After"),
+                        ] {
+                            operation
+                                .responses
+                                .responses
+                                .entry(status.into())
+                                .or_insert_with(|| {
+                                    utoipa::openapi::RefOr::T(
+                                        utoipa::openapi::ResponseBuilder::new()
+                                            .description(description)
+                                            .build(),
+                                    )
+                                });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Every route of the API over `state` with its OpenAPI document (served at
 /// `/openapi.json`), merged with the schema registry's routes.
 pub fn router(state: Arc<ApiState>, registry: Arc<dsr_schema_registry::Registry>) -> Router {
-    let (router, document) = documented_router(state);
+    let (router, document) = documented_router(Arc::clone(&state));
     let document = Arc::new(document);
     router
         .route(
@@ -131,16 +210,21 @@ pub fn router(state: Arc<ApiState>, registry: Arc<dsr_schema_registry::Registry>
             }),
         )
         .merge(dsr_schema_registry::api::router(registry))
+        .route_layer(axum::middleware::from_fn_with_state(state, access::guard))
 }
 
 /// The API's own routes and the document generated from them, in one pass.
 fn documented_router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
-    api_routes().with_state(state).split_for_parts()
+    let (router, mut document) = api_routes().with_state(state).split_for_parts();
+    utoipa::Modify::modify(&SecuritySchemes, &mut document);
+    (router, document)
 }
 
 /// The OpenAPI document of the API, as `/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api_routes().get_openapi().clone()
+    let mut document = api_routes().get_openapi().clone();
+    utoipa::Modify::modify(&SecuritySchemes, &mut document);
+    document
 }
 
 /// Each route with its documentation: a route is added only together with its operation.
@@ -160,6 +244,12 @@ fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(status))
+        .routes(routes!(admin::post_token))
+        .routes(routes!(admin::get_jwks))
+        .routes(routes!(admin::create_client, admin::list_clients))
+        .routes(routes!(admin::rotate_client))
+        .routes(routes!(admin::revoke_client))
+        .routes(routes!(admin::get_audit))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

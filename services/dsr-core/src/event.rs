@@ -89,6 +89,20 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 impl Payload {
+    /// The admin areas the event names itself (a registration's location, a move's
+    /// destination, a shock's affected areas). Access control checks a source system's area
+    /// scope against these; events about a person name no area (their household's area is
+    /// known only once routed).
+    pub fn areas(&self) -> Vec<&AreaCode> {
+        match self {
+            Payload::PersonMoved(m) => vec![&m.new_area],
+            Payload::MemberJoined(j) => vec![&j.area],
+            Payload::HouseholdRegistered(r) => vec![&r.area],
+            Payload::ShockDeclared(s) => s.area_codes.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn event_type(&self) -> &'static str {
         match self {
             Payload::PersonBorn(_) => "PersonBorn",

@@ -25,7 +25,7 @@ use dsr_pipeline::testing::{population, EmbeddedFixture};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
-use support::up::{now, start_with, stop_with, try_post};
+use support::up::{now, start_with, stop_with, try_post, Api};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -63,7 +63,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Polls `/v1/status` every 20 ms until every stage is idle; the time it first was.
-async fn until_idle(client: &reqwest::Client, base: &str) -> Instant {
+async fn until_idle(client: &Api, base: &str) -> Instant {
     loop {
         let body: serde_json::Value = client
             .get(format!("{base}/v1/status"))
@@ -80,7 +80,7 @@ async fn until_idle(client: &reqwest::Client, base: &str) -> Instant {
     }
 }
 
-async fn post_all(client: &reqwest::Client, base: &str, batch: &[Event]) {
+async fn post_all(client: &Api, base: &str, batch: &[Event]) {
     let (status, body) = try_post(client, base, batch).await.expect("dsr up answers");
     assert_eq!(
         status,
@@ -93,7 +93,7 @@ async fn post_all(client: &reqwest::Client, base: &str, batch: &[Event]) {
 
 /// Posts `events` with `clients` requests in flight, `batch` events per request.
 async fn post_concurrently(
-    client: &reqwest::Client,
+    client: &Api,
     base: &str,
     events: &[Event],
     clients: usize,
@@ -152,7 +152,7 @@ async fn main() {
 
     let mut up = start_with(data.path(), &[]);
     let base = up.base.clone();
-    let client = reqwest::Client::new();
+    let client = up.api().await;
     let rss_empty = rss_kib(up.child.id());
 
     // Durable ingest at full speed, `clients` requests in flight: the registrations first (an

@@ -48,6 +48,12 @@ enum Command {
     Publish(commands::publish::Publish),
     /// Show a topic's records decoded to JSON lines (for debugging; shows personal data).
     Tail(commands::tail::Tail),
+    /// Register clients and manage their API keys (through a running registry, as an admin).
+    #[command(subcommand)]
+    Keys(commands::keys::Keys),
+    /// Check the audit log's hash chain and seals.
+    #[command(subcommand)]
+    Audit(commands::audit::Audit),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +77,8 @@ fn main() -> std::process::ExitCode {
         Command::Publish(c) => c.run(),
         Command::Route(c) => c.run(),
         Command::Tail(c) => c.run(),
+        Command::Keys(c) => c.run(),
+        Command::Audit(c) => c.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

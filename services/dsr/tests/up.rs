@@ -13,8 +13,8 @@ use support::up::{get, now, post, start, stop_with, wait_idle, wait_served};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dsr_up_serves_households_from_posted_events_and_keeps_them_across_restarts() {
     let data = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
     let mut up = start(data.path());
+    let client = up.api().await;
 
     // A generated population: registrations, then the life events that already happened.
     let now = now();
@@ -252,8 +252,8 @@ async fn dsr_up_serves_households_from_posted_events_and_keeps_them_across_resta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_files_are_streamed_in_and_rejected_rows_are_reported_by_line() {
     let data = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
     let mut up = start(data.path());
+    let client = up.api().await;
     let now = now();
     let events: Vec<Event> = dsr_pipeline::testing::population(23, 200)
         .into_iter()
@@ -374,7 +374,7 @@ async fn bulk_files_are_streamed_in_and_rejected_rows_are_reported_by_line() {
 /// `/openapi.json` documents the API that is served: every operation it lists, called with an
 /// empty body and an id nobody has, answers with one of the statuses it documents for that
 /// operation (and a JSON body where it documents one); the routes everyone relies on are in it.
-async fn check_openapi_document(client: &reqwest::Client, base: &str) {
+async fn check_openapi_document(client: &support::up::Api, base: &str) {
     let (status, doc) = get(client, format!("{base}/openapi.json")).await;
     assert_eq!(status, 200, "{doc}");
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
@@ -416,6 +416,20 @@ async fn check_openapi_document(client: &reqwest::Client, base: &str) {
                 documented.contains(&status),
                 "{method} {path} answered {status}, documented {documented:?}"
             );
+            // Without credentials every operation but the public ones (documented with an
+            // empty security requirement) answers 401.
+            let public = operation["security"] == serde_json::json!([{}]);
+            let anonymous =
+                reqwest::Client::new().request(method.to_uppercase().parse().unwrap(), &url);
+            let anonymous_status = anonymous.send().await.unwrap().status().as_u16();
+            if public {
+                assert_ne!(
+                    anonymous_status, 401,
+                    "{method} {path} is documented as public"
+                );
+            } else {
+                assert_eq!(anonymous_status, 401, "{method} {path} without credentials");
+            }
             let declared = &operation["responses"][status.to_string()]["content"];
             if declared.get("application/json").is_some() {
                 assert_eq!(content_type, "application/json", "{method} {path} {status}");

@@ -129,8 +129,8 @@ async fn harness(target: usize, planned_kills: u64, seed: u64) {
             data.path().display()
         );
     }
-    let client = reqwest::Client::new();
     let mut up = start(data.path());
+    let client = up.api().await;
     let started = Instant::now();
     let mut kills = 0;
     let mut resent = 0;

@@ -51,6 +51,42 @@ pub(crate) struct Watched {
     pub base: String,
     pub serving: Progress,
     pub eligibility_topics: Vec<String>,
+    pub clients: std::sync::Arc<dsr_access::ClientRegistry>,
+    pub security_dir: std::path::PathBuf,
+}
+
+/// The demo's own clients: a source system that publishes the generated events, and a
+/// caseworker (everywhere, purpose `demo`, every field) for the person looking at the demo.
+/// Each run gives them fresh keys. Returns (source key, file holding the caseworker's key).
+fn demo_clients(watched: &Watched) -> Result<(String, std::path::PathBuf)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let key = |spec: serde_json::Value| -> Result<String> {
+        let spec: dsr_access::ClientSpec = serde_json::from_value(spec)?;
+        let id = spec.id.clone();
+        let (_, key) = match watched.clients.get(&id) {
+            Some(_) => watched.clients.rotate(&id, now, 0),
+            None => watched.clients.create(spec, now),
+        }
+        .with_context(|| format!("registering the demo client {id}"))?;
+        Ok(key)
+    };
+    let source = key(serde_json::json!({
+        "id": "demo-source", "name": "dsr demo: the generated source systems",
+        "role": "source_system", "areas": ["*"], "event_types": ["*"], "source_names": ["*"],
+        "requests_per_second": 10000, "key_days": 7
+    }))?;
+    let caseworker = key(serde_json::json!({
+        "id": "demo-caseworker", "name": "dsr demo: the person watching",
+        "role": "caseworker", "areas": ["*"], "key_days": 7,
+        "agreements": [{"id": "DEMO", "purpose": "demo", "fields": ["*"]}]
+    }))?;
+    let file = watched.security_dir.join("demo-caseworker.key");
+    let _ = std::fs::remove_file(&file);
+    dsr_access::token::write_private(&file, format!("{caseworker}\n").as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok((source, file))
 }
 
 fn today() -> Date {
@@ -98,10 +134,11 @@ impl Demo {
             .into_iter()
             .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
             .collect();
+        let (source_key, caseworker_key_file) = demo_clients(&watched)?;
         let client = reqwest::Client::new();
         let url = format!("{}/v1/events", watched.base);
         let post = |batch: &[Event]| {
-            let request = client.post(&url).json(batch);
+            let request = client.post(&url).bearer_auth(&source_key).json(batch);
             async move {
                 let response = request.send().await.context("posting events")?;
                 let status = response.status();
@@ -127,9 +164,12 @@ impl Demo {
             .as_ref()
             .map_or("H00000001", |h| h.as_str());
         eprintln!(
-            "dsr demo: streaming {} life events at {}/s. Look at:\n  {base}/v1/households/{first}\n  {base}/v1/households/{first}/history\n  Ctrl-C stops.",
+            "dsr demo: streaming {} life events at {}/s. Look at (as the demo's caseworker):\n  \
+             curl -H \"Authorization: Bearer $(cat {key})\" -H 'Dsr-Purpose: demo' {base}/v1/households/{first}\n  \
+             the same with /history at the end\n  Ctrl-C stops.",
             events.len(),
             self.rate,
+            key = caseworker_key_file.display(),
             base = watched.base,
         );
 

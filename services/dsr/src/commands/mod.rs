@@ -1,7 +1,9 @@
 //! One module per subcommand, and the loading they share.
 
+pub mod audit;
 pub mod demo;
 pub mod generate;
+pub mod keys;
 pub mod process;
 pub mod programs;
 pub mod publish;

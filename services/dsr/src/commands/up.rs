@@ -289,6 +289,40 @@ impl UpConfig {
                 ),
             ],
         );
+        // Identities and the audit log.
+        let security_dir = self.data_dir.join("security");
+        let (clients, bootstrap) = dsr_access::ClientRegistry::open(&security_dir, now_ms())
+            .context("opening the client registry")?;
+        let clients = Arc::new(clients);
+        if let Some(b) = &bootstrap {
+            eprintln!(
+                "dsr up: first start: the first admin's API key is in {} (readable by you only). \
+                 Use it to register clients (POST /v1/admin/clients or `dsr keys create`), then delete the file.",
+                b.admin_key_file.display()
+            );
+        }
+        let sealer = dsr_audit::Sealer::load_or_create(&security_dir.join("audit-seal.key"))
+            .context("loading the audit log's sealing key")?;
+        let (audit, audit_report) = dsr_audit::AuditLog::open(&self.data_dir.join("audit"), sealer)
+            .context("opening the audit log")?;
+        eprintln!(
+            "dsr up: audit log {}: {} entries{}{}",
+            audit.path().display(),
+            audit_report.next_seq,
+            match audit_report.unsealed {
+                0 => String::new(),
+                n => format!(", {n} left unsealed by the last run (sealed now)"),
+            },
+            audit_report
+                .torn_tail
+                .as_ref()
+                .map_or(String::new(), |t| format!(
+                    ", a torn last line ({} bytes at line {}) cut off",
+                    t.bytes, t.line
+                )),
+        );
+        audit.seal(now_ms()).context("sealing the audit log")?;
+        let audit = Arc::new(audit);
         let state = Arc::new(ApiState {
             log: Arc::new(log.clone()),
             codec: codec(),
@@ -298,6 +332,8 @@ impl UpConfig {
             serving,
             reports_dir: self.data_dir.join("bulk-reports"),
             backlog,
+            clients: Arc::clone(&clients),
+            audit: Arc::clone(&audit),
         });
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -337,6 +373,26 @@ impl UpConfig {
             });
         }
         {
+            // Seals the audit log every second, so at most the last second of entries is
+            // not yet covered by a signature; and once more on the way out.
+            let audit = Arc::clone(&audit);
+            let mut rx = stop_rx.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = rx.wait_for(|stopped| *stopped) => break,
+                    }
+                    let audit = Arc::clone(&audit);
+                    tokio::task::spawn_blocking(move || audit.seal(now_ms()))
+                        .await?
+                        .context("sealing the audit log")?;
+                }
+                Ok("audit sealer")
+            });
+        }
+        {
             let rx = stop_rx.clone();
             tasks.spawn(async move {
                 axum::serve(listener, app)
@@ -355,7 +411,8 @@ impl UpConfig {
              GET  http://{address}/v1/status             backlog of each stage\n  \
              GET  http://{address}/readyz                ready once the serving store caught up\n  \
              GET  http://{address}/subjects              the schema registry API\n  \
-             GET  http://{address}/openapi.json          the OpenAPI document of this API\n\
+             GET  http://{address}/openapi.json          the OpenAPI document of this API\n  \
+             every other call needs an API key (Authorization: Bearer dsr_…); see docs/security.md\n\
              data in {}; Ctrl-C or SIGTERM stops cleanly",
             self.data_dir.display()
         );
@@ -364,6 +421,8 @@ impl UpConfig {
             let watched = super::demo::Watched {
                 log: log.clone(),
                 base: format!("http://{address}"),
+                clients: Arc::clone(&clients),
+                security_dir: security_dir.clone(),
                 serving: serving_progress.clone(),
                 eligibility_topics,
             };
@@ -398,6 +457,9 @@ impl UpConfig {
             }
         }
         log.close();
+        if let Err(e) = audit.seal(now_ms()) {
+            eprintln!("dsr up: sealing the audit log on the way out failed: {e}");
+        }
         match failure {
             Some(e) => Err(e),
             None => {
@@ -406,6 +468,12 @@ impl UpConfig {
             }
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The backlog of each stage `(name, consumer group, topics it reads)` on the embedded log.

@@ -12,6 +12,124 @@ use std::time::{Duration, Instant};
 pub struct Up {
     pub child: Child,
     pub base: String,
+    pub data: std::path::PathBuf,
+}
+
+/// The purpose the tests' caseworker names on every read (its agreement allows every field).
+pub const TEST_PURPOSE: &str = "testing";
+
+/// The API as the tests use it: two registered clients, a source system that publishes
+/// (`post`, and reading its own bulk reports) and a caseworker everywhere that reads
+/// households (`get`, with the purpose header), so the tests exercise the same access control
+/// as everyone else. Built from the first admin's key in the data directory.
+#[derive(Clone)]
+pub struct Api {
+    pub source: reqwest::Client,
+    pub reader: reqwest::Client,
+    pub admin: reqwest::Client,
+}
+
+/// A client that sends `headers` with every request.
+pub fn client_with(headers: &[(&str, &str)]) -> reqwest::Client {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .default_headers(map)
+        .build()
+        .unwrap()
+}
+
+/// The first admin's API key, as `dsr up` wrote it on the data directory's first start.
+pub fn admin_key(data: &Path) -> String {
+    std::fs::read_to_string(data.join("security/bootstrap-admin.key"))
+        .expect("dsr up wrote the first admin's key")
+        .trim()
+        .to_owned()
+}
+
+/// Registers `spec` (or gives the existing client of that id a new key) as the admin; the key.
+pub async fn register_client(base: &str, admin: &reqwest::Client, spec: Value) -> String {
+    let id = spec["id"].as_str().unwrap().to_owned();
+    let response = admin
+        .post(format!("{base}/v1/admin/clients"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    let response = if response.status().as_u16() == 409 {
+        admin
+            .post(format!("{base}/v1/admin/clients/{id}/rotate"))
+            .json(&serde_json::json!({"overlap_seconds": 86_400}))
+            .send()
+            .await
+            .unwrap()
+    } else {
+        response
+    };
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        status == 201 || status == 200,
+        "registering {id}: {status} {body}"
+    );
+    body["api_key"].as_str().unwrap().to_owned()
+}
+
+impl Up {
+    /// The tests' clients on this registry (registered on first use of the data directory).
+    pub async fn api(&self) -> Api {
+        let admin_key = admin_key(&self.data);
+        let admin = client_with(&[("authorization", &format!("Bearer {admin_key}"))]);
+        let source_key = register_client(
+            &self.base,
+            &admin,
+            serde_json::json!({
+                "id": "test-source", "role": "source_system", "areas": ["*"],
+                "event_types": ["*"], "source_names": ["*"], "requests_per_second": 100000
+            }),
+        )
+        .await;
+        let reader_key = register_client(
+            &self.base,
+            &admin,
+            serde_json::json!({
+                "id": "test-caseworker", "role": "caseworker", "areas": ["*"],
+                "requests_per_second": 100000,
+                "agreements": [{"id": "DSA-TEST", "purpose": TEST_PURPOSE, "fields": ["*"]}]
+            }),
+        )
+        .await;
+        Api {
+            source: client_with(&[("authorization", &format!("Bearer {source_key}"))]),
+            reader: client_with(&[
+                ("authorization", &format!("Bearer {reader_key}")),
+                ("dsr-purpose", TEST_PURPOSE),
+            ]),
+            admin,
+        }
+    }
+}
+
+impl Api {
+    /// A POST as the source system.
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.source.post(url)
+    }
+
+    /// A GET as the caseworker, except a bulk report, which only the source that uploaded
+    /// the file may read.
+    pub fn get(&self, url: impl reqwest::IntoUrl + AsRef<str>) -> reqwest::RequestBuilder {
+        if url.as_ref().contains("/v1/events:bulk/reports/") {
+            self.source.get(url)
+        } else {
+            self.reader.get(url)
+        }
+    }
 }
 
 /// Starts `dsr up` on `data` (on a free port, small batches so tests see several) and waits
@@ -48,7 +166,11 @@ pub fn start_with(data: &Path, flags: &[&str]) -> Up {
     };
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Up { child, base }
+    Up {
+        child,
+        base,
+        data: data.to_owned(),
+    }
 }
 
 /// A failing test must not leave `dsr up` running.
@@ -79,7 +201,7 @@ pub fn now() -> Micros {
 
 /// Posts `events` as a JSON array; the status and the body, or why there was no answer.
 pub async fn try_post(
-    client: &reqwest::Client,
+    client: &Api,
     base: &str,
     events: &[Event],
 ) -> Result<(u16, Value), reqwest::Error> {
@@ -92,18 +214,18 @@ pub async fn try_post(
     Ok((status, response.json().await?))
 }
 
-pub async fn post(client: &reqwest::Client, base: &str, events: &[Event]) -> (u16, Value) {
+pub async fn post(client: &Api, base: &str, events: &[Event]) -> (u16, Value) {
     try_post(client, base, events).await.unwrap()
 }
 
-pub async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
+pub async fn get(client: &Api, url: String) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Waits until every household in `ids` is served at at least `version`.
-pub async fn wait_served(client: &reqwest::Client, base: &str, ids: &[(String, u64)]) {
+pub async fn wait_served(client: &Api, base: &str, ids: &[(String, u64)]) {
     let deadline = Instant::now() + Duration::from_secs(180);
     for (id, version) in ids {
         loop {
@@ -122,7 +244,7 @@ pub async fn wait_served(client: &reqwest::Client, base: &str, ids: &[(String, u
 
 /// Waits (up to `limit`) until `GET /v1/status` says every stage is idle, twice in a row half
 /// a second apart; returns the last status.
-pub async fn wait_idle(client: &reqwest::Client, base: &str, limit: Duration) -> Value {
+pub async fn wait_idle(client: &Api, base: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     let mut idle_before = false;
     loop {

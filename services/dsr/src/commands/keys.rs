@@ -1,0 +1,264 @@
+//! `dsr keys`: register clients and manage their API keys through a running registry's admin
+//! API, as an admin (the admin's own key from `--key-file` or `DSR_API_KEY`).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// Where the registry is and how the admin proves who they are.
+#[derive(Args, Clone)]
+pub struct Admin {
+    /// The registry's address.
+    #[arg(long, env = "DSR_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A file holding the admin's API key (e.g. DATA_DIR/security/bootstrap-admin.key on a
+    /// first start).
+    #[arg(long, env = "DSR_API_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The admin's API key itself (prefer `--key-file`: command lines are visible to others).
+    #[arg(long, env = "DSR_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Keys {
+    /// Register a client; prints its first API key once (stdout), the client on stderr.
+    Create(Create),
+    /// List the clients and their keys (never the secrets).
+    List(Admin),
+    /// Give a client a new key; its current keys stay valid for `--overlap-seconds`.
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = 86_400)]
+        overlap_seconds: i64,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Revoke one key of a client (`--key-id`) or all of them.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        key_id: Option<String>,
+        #[command(flatten)]
+        admin: Admin,
+    },
+}
+
+#[derive(Args)]
+pub struct Create {
+    /// A JSON file with the whole client (see docs/security.md); the flags below fill in or
+    /// override its fields.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    /// source_system, program, caseworker, emergency_coordinator, approver, auditor, admin.
+    #[arg(long)]
+    role: Option<String>,
+    /// Admin-area codes, comma-separated, or `*`.
+    #[arg(long, value_delimiter = ',')]
+    areas: Vec<String>,
+    /// Event types a source system may publish, comma-separated, or `*`.
+    #[arg(long, value_delimiter = ',')]
+    event_types: Vec<String>,
+    /// The `source_system` names it may publish as, comma-separated, or `*`.
+    #[arg(long, value_delimiter = ',')]
+    source_names: Vec<String>,
+    /// The program a program client reads for.
+    #[arg(long)]
+    program: Option<String>,
+    /// A data-sharing agreement `ID:PURPOSE:FIELD,FIELD…` (repeatable; `*` for all fields).
+    #[arg(long)]
+    agreement: Vec<String>,
+    #[arg(long)]
+    requests_per_second: Option<u32>,
+    #[arg(long)]
+    key_days: Option<u32>,
+    #[command(flatten)]
+    admin: Admin,
+}
+
+impl Admin {
+    fn key(&self) -> Result<String> {
+        if let Some(key) = &self.key {
+            return Ok(key.trim().to_owned());
+        }
+        let Some(file) = &self.key_file else {
+            bail!(
+                "give the admin's API key: --key-file FILE (or DSR_API_KEY_FILE), or DSR_API_KEY"
+            );
+        };
+        Ok(std::fs::read_to_string(file)
+            .with_context(|| format!("reading the admin key from {}", file.display()))?
+            .trim()
+            .to_owned())
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let mut request = reqwest::Client::new()
+            .request(method, &url)
+            .bearer_auth(self.key()?);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {url}; is dsr up running there?"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "{url} answered {status}: {}",
+                body["error"].as_str().unwrap_or("(no reason given)")
+            );
+        }
+        Ok(body)
+    }
+}
+
+impl Keys {
+    pub fn run(self) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(self.run_async())
+    }
+
+    async fn run_async(self) -> Result<()> {
+        use reqwest::Method;
+        match self {
+            Keys::Create(create) => {
+                let spec = create.spec()?;
+                let answer = create
+                    .admin
+                    .call(Method::POST, "/v1/admin/clients", Some(spec))
+                    .await?;
+                print_with_key(&answer)
+            }
+            Keys::List(admin) => {
+                let clients = admin.call(Method::GET, "/v1/admin/clients", None).await?;
+                for c in clients.as_array().into_iter().flatten() {
+                    let live: Vec<&str> = c["keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|k| k["revoked_at_ms"].is_null())
+                        .filter_map(|k| k["key_id"].as_str())
+                        .collect();
+                    println!(
+                        "{:<24} {:<22} keys not revoked: {}",
+                        c["id"].as_str().unwrap_or("?"),
+                        c["role"].as_str().unwrap_or("?"),
+                        live.join(", ")
+                    );
+                }
+                Ok(())
+            }
+            Keys::Rotate {
+                id,
+                overlap_seconds,
+                admin,
+            } => {
+                let answer = admin
+                    .call(
+                        Method::POST,
+                        &format!("/v1/admin/clients/{id}/rotate"),
+                        Some(json!({ "overlap_seconds": overlap_seconds })),
+                    )
+                    .await?;
+                print_with_key(&answer)
+            }
+            Keys::Revoke { id, key_id, admin } => {
+                admin
+                    .call(
+                        Method::POST,
+                        &format!("/v1/admin/clients/{id}/revoke"),
+                        Some(json!({ "key_id": key_id })),
+                    )
+                    .await?;
+                eprintln!(
+                    "revoked {} of client {id}",
+                    key_id.map_or("every key".to_owned(), |k| format!("key {k}"))
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn print_with_key(answer: &Value) -> Result<()> {
+    eprintln!("{}", serde_json::to_string_pretty(&answer["client"])?);
+    eprintln!("the API key below is shown once; dsr keeps only its hash:");
+    println!("{}", answer["api_key"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+impl Create {
+    fn spec(&self) -> Result<Value> {
+        let mut spec = match &self.spec {
+            Some(file) => serde_json::from_str(
+                &std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?,
+            )
+            .with_context(|| format!("{} is not a JSON client", file.display()))?,
+            None => json!({}),
+        };
+        let set = |spec: &mut Value, key: &str, value: Value| {
+            spec[key] = value;
+        };
+        if let Some(v) = &self.id {
+            set(&mut spec, "id", json!(v));
+        }
+        if let Some(v) = &self.name {
+            set(&mut spec, "name", json!(v));
+        }
+        if let Some(v) = &self.role {
+            set(&mut spec, "role", json!(v));
+        }
+        if !self.areas.is_empty() {
+            set(&mut spec, "areas", json!(self.areas));
+        }
+        if !self.event_types.is_empty() {
+            set(&mut spec, "event_types", json!(self.event_types));
+        }
+        if !self.source_names.is_empty() {
+            set(&mut spec, "source_names", json!(self.source_names));
+        }
+        if let Some(v) = &self.program {
+            set(&mut spec, "program", json!(v));
+        }
+        if !self.agreement.is_empty() {
+            let mut agreements = Vec::new();
+            for a in &self.agreement {
+                let mut parts = a.splitn(3, ':');
+                let (Some(id), Some(purpose), Some(fields)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    bail!("--agreement `{a}` is not ID:PURPOSE:FIELD,FIELD…");
+                };
+                agreements.push(json!({"id": id, "purpose": purpose, "fields": fields.split(',').collect::<Vec<_>>()}));
+            }
+            set(&mut spec, "agreements", json!(agreements));
+        }
+        if let Some(v) = self.requests_per_second {
+            set(&mut spec, "requests_per_second", json!(v));
+        }
+        if let Some(v) = self.key_days {
+            set(&mut spec, "key_days", json!(v));
+        }
+        if spec.get("id").is_none() || spec.get("role").is_none() {
+            bail!("a client needs at least --id and --role (or a --spec file with them)");
+        }
+        Ok(spec)
+    }
+}
