@@ -13,6 +13,8 @@ pub struct Up {
     pub child: Child,
     pub base: String,
     pub data: std::path::PathBuf,
+    /// Everything `dsr up` wrote to stderr (its log), for tests that check what it logs.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The purpose the tests' caseworker names on every read (its agreement allows every field).
@@ -165,11 +167,18 @@ pub fn start_with(data: &Path, flags: &[&str]) -> Up {
         printed.push(line);
     };
     // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let log = std::sync::Arc::new(std::sync::Mutex::new(printed));
+    let kept = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
     Up {
         child,
         base,
         data: data.to_owned(),
+        log,
     }
 }
 
