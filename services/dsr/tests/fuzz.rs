@@ -67,7 +67,11 @@ fn require_schemathesis() {
     assert!(
         output.status.success(),
         "schemathesis is not installed for python3 ({}): {INSTALL}",
-        String::from_utf8_lossy(&output.stderr).trim()
+        String::from_utf8_lossy(&output.stderr)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("")
     );
     let pinned = pinned_version();
     assert_eq!(
@@ -599,9 +603,9 @@ parameters = { \"path.id\" = { dictionary = \"victims\", probability = 0.5 } }
         "dsr up panicked while being fuzzed:\n{}",
         tail(&log, 20_000)
     );
-    let kinds: BTreeSet<&str> = guarded.iter().map(String::as_str).collect();
+    let operations: BTreeSet<&str> = guarded.iter().map(String::as_str).collect();
     eprintln!(
-        "fuzzing: {} guarded operations refused 9 kinds of missing or wrong credentials ({kinds:?}); Schemathesis runs: {}; {:.1?} in all",
+        "fuzzing: {} guarded operations refused 9 kinds of missing or wrong credentials ({operations:?}); Schemathesis runs: {}; {:.1?} in all",
         guarded.len(),
         timings.join(", "),
         started.elapsed()
