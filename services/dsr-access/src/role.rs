@@ -78,7 +78,8 @@ pub enum Action {
     RegisterSchema,
     /// `GET /v1/audit`.
     ReadAudit,
-    /// `/v1/admin/clients…`: create, list, rotate and revoke clients' keys.
+    /// `/v1/admin/clients…`: create, list, rotate and revoke clients' keys; and
+    /// `/v1/admin/data-keys…`: rotate and retire the data keys that seal personal data.
     ManageClients,
     /// Draft and preview scale-up rules (the scale-up API).
     DraftScaleUp,

@@ -61,7 +61,9 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         }
         "/v1/status" if get => Rule::Needs(ReadStatus),
         "/v1/audit" if get => Rule::Needs(ReadAudit),
-        p if p.starts_with("/v1/admin/clients") => Rule::Needs(ManageClients),
+        p if p.starts_with("/v1/admin/clients") || p.starts_with("/v1/admin/data-keys") => {
+            Rule::Needs(ManageClients)
+        }
         "/" if get => Rule::Public,
         p if REGISTRY_PREFIXES.iter().any(|r| p.starts_with(r)) => {
             // Looking a schema up (`POST /subjects/{s}`) and checking compatibility are reads.

@@ -348,7 +348,8 @@ pub struct AuditQuery {
     who: Option<String>,
     /// Only this action (e.g. `household.read`).
     action: Option<String>,
-    /// Only entries about this household or person id.
+    /// Only entries about this household or person id (matched through its pseudonym: the
+    /// log keeps no ids of people), client id or `data-key:N`.
     subject: Option<String>,
     /// From this time (ms since the epoch).
     from_ms: Option<i64>,
@@ -370,10 +371,20 @@ pub async fn get_audit(
     Extension(identity): Extension<Identity>,
     Query(query): Query<AuditQuery>,
 ) -> Response {
+    // Personal subjects are stored as keyed pseudonyms; client ids and key ids are not.
+    let subject = query.subject.map(|s| {
+        let administrative =
+            s.starts_with("ps:") || s.starts_with("data-key:") || state.clients.get(&s).is_some();
+        if administrative {
+            s
+        } else {
+            state.keyring().pseudonym_text("subject", &s)
+        }
+    });
     let filter = dsr_audit::Filter {
         who: query.who,
         action: query.action,
-        subject: query.subject,
+        subject,
         from_ms: query.from_ms,
         to_ms: query.to_ms,
         after_seq: query.after_seq,

@@ -108,7 +108,10 @@ pub async fn post_bulk(
         }
     });
 
-    let mut report = Report::new(&reports_dir(&state, &identity));
+    let mut report = Report::new(
+        &reports_dir(&state, &identity),
+        Arc::clone(&state.data_keys.keyring),
+    );
     let (mut rows, mut accepted) = (0u64, 0u64);
     while let Some(chunk) = rx.recv().await {
         let now = now();
@@ -311,30 +314,47 @@ fn cell_value(cell: &str) -> Result<Option<Value>, String> {
 
 /// The rejected rows of one upload, written as they come (a file, so millions of rejections
 /// cost no memory), kept in the data directory under a new id once there is one.
+///
+/// A reason can quote the rejected row (personal data), so each line is sealed with the data
+/// key (base64 of the sealed JSON, bound to the report id). The file is `{id}.jsonl.partial`
+/// until the upload ends and `{id}.jsonl` after, so a rotation knows which files are whole.
 struct Report {
     dir: std::path::PathBuf,
+    keyring: Arc<dsr_crypto::Keyring>,
     file: Option<(String, std::io::BufWriter<std::fs::File>)>,
     rejected: u64,
 }
 
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn report_aad(id: &str) -> Vec<u8> {
+    format!("bulk-report/{id}").into_bytes()
+}
+
 impl Report {
-    fn new(dir: &std::path::Path) -> Self {
+    fn new(dir: &std::path::Path, keyring: Arc<dsr_crypto::Keyring>) -> Self {
         Report {
             dir: dir.to_owned(),
+            keyring,
             file: None,
             rejected: 0,
         }
     }
 
     fn reject(&mut self, line: u64, reason: &str) -> std::io::Result<()> {
+        use base64::Engine;
         if self.file.is_none() {
             std::fs::create_dir_all(&self.dir)?;
             let id = uuid::Uuid::new_v4().to_string();
-            let file = std::fs::File::create(self.dir.join(format!("{id}.jsonl")))?;
+            let file = std::fs::File::create(self.dir.join(format!("{id}.jsonl.partial")))?;
             self.file = Some((id, std::io::BufWriter::new(file)));
         }
-        let (_, file) = self.file.as_mut().expect("opened above");
-        serde_json::to_writer(&mut *file, &json!({ "line": line, "reason": reason }))?;
+        let (id, file) = self.file.as_mut().expect("opened above");
+        let row = serde_json::to_vec(&json!({ "line": line, "reason": reason }))?;
+        let sealed = self.keyring.seal(&row, &report_aad(id));
+        file.write_all(b64().encode(sealed).as_bytes())?;
         file.write_all(b"\n")?;
         self.rejected += 1;
         Ok(())
@@ -346,9 +366,140 @@ impl Report {
             None => Ok(None),
             Some((id, file)) => {
                 file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                std::fs::rename(
+                    self.dir.join(format!("{id}.jsonl.partial")),
+                    self.dir.join(format!("{id}.jsonl")),
+                )?;
                 Ok(Some(id))
             }
         }
+    }
+}
+
+/// The rows of a stored report, opened.
+fn open_report(keyring: &dsr_crypto::Keyring, id: &str, text: &str) -> Result<Vec<Value>, String> {
+    use base64::Engine;
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let sealed = b64().decode(l).map_err(|e| e.to_string())?;
+            let plain = keyring
+                .open_sealed(&sealed, &report_aad(id))
+                .map_err(|e| e.to_string())?;
+            serde_json::from_slice(&plain).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// The bulk reports as a place the data keys protect: a rotation rewrites each finished
+/// report whose lines are under an older key (to a new file renamed over the old one), and
+/// waits for uploads still writing theirs.
+pub struct Reports {
+    pub dir: std::path::PathBuf,
+    pub keyring: Arc<dsr_crypto::Keyring>,
+}
+
+impl Reports {
+    fn files(&self) -> (Vec<std::path::PathBuf>, usize) {
+        let mut done = Vec::new();
+        let mut partial = 0;
+        for client in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(client.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".jsonl") {
+                    done.push(file.path());
+                } else if name.ends_with(".jsonl.partial") {
+                    // An upload still writing, unless it stopped a while ago (a crash).
+                    let recent = file
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() < 30);
+                    if recent {
+                        partial += 1;
+                    } else {
+                        done.push(file.path());
+                    }
+                }
+            }
+        }
+        (done, partial)
+    }
+
+    fn reseal_file(&self, path: &std::path::Path) -> Result<u64, String> {
+        use base64::Engine;
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let id = name.split('.').next().unwrap_or_default().to_owned();
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let mut out = String::with_capacity(text.len());
+        let mut resealed = 0;
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let sealed = b64().decode(line).map_err(|e| e.to_string())?;
+            match self
+                .keyring
+                .reseal(&sealed, &report_aad(&id))
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            {
+                Some(new) => {
+                    out.push_str(&b64().encode(new));
+                    resealed += 1;
+                }
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        if resealed > 0 {
+            let tmp = path.with_file_name(format!("{name}.rekey"));
+            let mut file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+            file.write_all(out.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+        }
+        Ok(resealed)
+    }
+}
+
+impl crate::data_keys::SealedPlace for Reports {
+    fn name(&self) -> &'static str {
+        "bulk reports"
+    }
+
+    fn size(&self) -> u64 {
+        self.files().0.len() as u64
+    }
+
+    fn reencrypt(
+        &self,
+        progress: crate::data_keys::ProgressFn,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut resealed = 0;
+            // Uploads still running may have written lines under the old key: go round again
+            // until none is left writing (each upload ends; at most ten minutes).
+            for _ in 0..600 {
+                let (files, partial) = self.files();
+                let mut done = 0;
+                for file in files {
+                    resealed += self.reseal_file(&file)?;
+                    done += 1;
+                    progress(done);
+                }
+                if partial == 0 {
+                    return Ok(resealed);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err("uploads kept writing reports for ten minutes; run the rotation again".into())
+        })
     }
 }
 
@@ -396,13 +547,29 @@ pub async fn get_report(
             )
         }
     };
+    let rows = match open_report(&state.data_keys.keyring, &id, &text) {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(report = %id, error = %e, "a bulk report does not open");
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("report {id} is stored but does not open with the data keys ({e}); tell the operator"),
+            );
+        }
+    };
     let (content_type, extension, body) = match query.format.as_deref() {
-        None | Some("jsonl") => ("application/x-ndjson", "jsonl", text),
+        None | Some("jsonl") => {
+            let mut out = String::new();
+            for row in &rows {
+                out.push_str(&row.to_string());
+                out.push('\n');
+            }
+            ("application/x-ndjson", "jsonl", out)
+        }
         Some("csv") => {
             let mut out = csv::Writer::from_writer(Vec::new());
             let _ = out.write_record(["line", "reason"]);
-            for row in text.lines() {
-                let row: Value = serde_json::from_str(row).unwrap_or(Value::Null);
+            for row in &rows {
                 let _ = out.write_record([
                     row["line"].to_string(),
                     row["reason"].as_str().unwrap_or_default().to_owned(),

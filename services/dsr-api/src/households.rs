@@ -89,7 +89,7 @@ fn not_found(
         state,
         Some(identity),
         "household.read",
-        vec![subject.to_owned()],
+        vec![state.keyring().pseudonym_text("subject", subject)],
         Some(purpose),
         "not found or outside the client's scope",
     ) {
@@ -105,6 +105,12 @@ fn disclose(
     purpose: &Purpose,
     subjects: Vec<String>,
 ) -> Result<(), Response> {
+    // Household and person ids are personal data too: the audit log keeps their keyed
+    // pseudonyms, which `GET /v1/audit?subject=ID` finds again from the id.
+    let subjects = subjects
+        .iter()
+        .map(|s| state.keyring().pseudonym_text("subject", s))
+        .collect();
     audit(
         state,
         Some(identity),

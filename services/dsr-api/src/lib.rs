@@ -40,7 +40,8 @@
 pub mod access;
 mod admin;
 pub mod answers;
-mod bulk;
+pub mod bulk;
+pub mod data_keys;
 mod events;
 mod households;
 
@@ -99,6 +100,15 @@ pub struct ApiState {
     pub clients: Arc<dsr_access::ClientRegistry>,
     /// Where every access to personal data and every administrative action is recorded.
     pub audit: Arc<dsr_audit::AuditLog>,
+    /// The data keys that seal personal data at rest, and their rotation.
+    pub data_keys: Arc<data_keys::DataKeys>,
+}
+
+impl ApiState {
+    /// The keyring that seals personal data at rest (also pseudonymizes audit subjects).
+    pub fn keyring(&self) -> &dsr_crypto::Keyring {
+        &self.data_keys.keyring
+    }
 }
 
 /// One stage of the pipeline and how many records wait for it.
@@ -250,6 +260,9 @@ fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(admin::rotate_client))
         .routes(routes!(admin::revoke_client))
         .routes(routes!(admin::get_audit))
+        .routes(routes!(data_keys::get_data_keys))
+        .routes(routes!(data_keys::rotate_data_key))
+        .routes(routes!(data_keys::retire_data_key))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

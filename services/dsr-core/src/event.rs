@@ -343,6 +343,16 @@ impl Event {
                 field: "source_system",
             });
         }
+        // An id that is present must name something: an empty one would be a household or
+        // person nobody can ever be (and an empty store key).
+        if env.household_id.as_ref().is_some_and(|h| h.0.is_empty()) {
+            return Err(InvalidEvent::Empty {
+                field: "household_id",
+            });
+        }
+        if env.person_id.as_ref().is_some_and(|p| p.0.is_empty()) {
+            return Err(InvalidEvent::Empty { field: "person_id" });
+        }
         if env.occurred_at.0 > now.0 + MAX_CLOCK_SKEW_MICROS {
             return Err(InvalidEvent::InTheFuture {
                 by_seconds: (env.occurred_at.0 - now.0) / 1_000_000,
@@ -536,5 +546,37 @@ impl Event {
             _ => None,
         };
         from_payload.or(self.envelope.person_id.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+
+    fn income(household_id: &str, person_id: &str) -> Event {
+        serde_json::from_str(&format!(
+            r#"{{"event_id":"85b8efd2-bd30-8c30-93c8-080b8b25f9d0","source_system":"tax",
+            "occurred_at":"2026-02-20T03:09:43Z","recorded_at":"2026-02-23T00:01:08Z",
+            "person_id":"{person_id}","household_id":"{household_id}","correlation_id":null,
+            "schema_version":1,"event_type":"IncomeReported","payload":{{"person_id":"P1",
+            "amount":1308.0,"period":"annual","source":"agriculture"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_id_that_is_present_but_empty_is_refused_by_name() {
+        let now = Micros(i64::MAX / 2);
+        assert!(income("H1", "P1").validate(now).is_ok());
+        assert!(matches!(
+            income("", "P1").validate(now),
+            Err(InvalidEvent::Empty {
+                field: "household_id"
+            })
+        ));
+        assert!(matches!(
+            income("H1", "").validate(now),
+            Err(InvalidEvent::Empty { field: "person_id" })
+        ));
     }
 }

@@ -73,6 +73,12 @@ pub enum CryptoError {
     Tampered { why: &'static str },
     #[error("data key {key_id} is the active key; rotate first (`dsr keys rotate-data-key`), then retire the old one")]
     RetireActive { key_id: u32 },
+    #[error(
+        "data key {key_id} may still protect stored data: no re-encryption pass has finished \
+         since it stopped being the active key (`dsr keys rotate-data-key` runs one and waits \
+         for it); retiring it now could make data unreadable"
+    )]
+    StillInUse { key_id: u32 },
     #[error("there is no data key {key_id} (the keys are {known})")]
     NoSuchKey { key_id: u32, known: String },
 }
@@ -96,6 +102,10 @@ struct KeyFile {
     /// The index key, wrapped.
     index_key: String,
     keys: Vec<StoredKey>,
+    /// Every key below this id protects nothing any more: a re-encryption pass that started
+    /// when this key was active has finished.
+    #[serde(default)]
+    reencrypted_below: u32,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -114,6 +124,7 @@ struct DataKey {
 
 struct State {
     active: u32,
+    reencrypted_below: u32,
     keys: BTreeMap<u32, DataKey>,
 }
 
@@ -146,7 +157,13 @@ fn wrap(kek: &Aes256Gcm, label: &[u8], key: &[u8; 32]) -> String {
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     let ct = kek
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: key, aad: label })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: key,
+                aad: label,
+            },
+        )
         .expect("AES-GCM encryption of 32 bytes cannot fail");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
@@ -190,7 +207,26 @@ fn data_key_label(id: u32) -> Vec<u8> {
 
 const INDEX_LABEL: &[u8] = b"dsr index key";
 
+/// Where a data directory keeps its keys: `DATA_DIR/security/`.
+pub const KEY_FILE: &str = "data-keys.json";
+pub const GENERATED_KEK_FILE: &str = "kek.key";
+
 impl Keyring {
+    /// The keyring of a data directory's `security` folder, as `dsr up` opens it: the KEK from
+    /// `env_kek` (the `DSR_KEK` variable), else `kek_file`, else `security/kek.key` (generated
+    /// on first use); the data keys in `security/data-keys.json`. Also returns the KEK (for its
+    /// source and fingerprint) and whether the keyring was created now.
+    pub fn open_directory(
+        security_dir: &Path,
+        env_kek: Option<&str>,
+        kek_file: Option<&Path>,
+        now_ms: i64,
+    ) -> Result<(Keyring, Kek, bool), CryptoError> {
+        let kek = Kek::resolve(env_kek, kek_file, &security_dir.join(GENERATED_KEK_FILE))?;
+        let (keyring, created) = Keyring::open(&security_dir.join(KEY_FILE), &kek, now_ms)?;
+        Ok((keyring, kek, created))
+    }
+
     /// Opens the keyring in `file` (creating it with a first data key when missing), unwrapping
     /// the data keys with `kek`. Whether it was created is the second value.
     pub fn open(file: &Path, kek: &Kek, now_ms: i64) -> Result<(Keyring, bool), CryptoError> {
@@ -237,6 +273,7 @@ impl Keyring {
                         created_ms: now_ms,
                         wrapped: wrap(&kek_cipher, &data_key_label(1), &first),
                     }],
+                    reencrypted_below: 0,
                 };
                 write_private(
                     file,
@@ -283,6 +320,7 @@ impl Keyring {
                 index_wrapped: stored.index_key,
                 state: RwLock::new(State {
                     active: stored.active,
+                    reencrypted_below: stored.reencrypted_below,
                     keys,
                 }),
                 nonce_prefix: prefix,
@@ -417,6 +455,9 @@ impl Keyring {
         if key_id == state.active {
             return Err(CryptoError::RetireActive { key_id });
         }
+        if state.keys.contains_key(&key_id) && key_id >= state.reencrypted_below {
+            return Err(CryptoError::StillInUse { key_id });
+        }
         if !state.keys.contains_key(&key_id) {
             return Err(CryptoError::NoSuchKey {
                 key_id,
@@ -431,6 +472,33 @@ impl Keyring {
         self.save(state.active, &state, None, Some(key_id))?;
         state.keys.remove(&key_id);
         Ok(())
+    }
+
+    /// Records that a re-encryption pass which started while key `active_at_start` was active
+    /// has finished: every older key now protects nothing and may be retired.
+    pub fn mark_reencrypted(&self, active_at_start: u32) -> Result<(), CryptoError> {
+        let mut state = self.state.write().expect("keyring lock");
+        if active_at_start <= state.reencrypted_below {
+            return Ok(());
+        }
+        let previous = state.reencrypted_below;
+        state.reencrypted_below = active_at_start;
+        if let Err(e) = self.save(state.active, &state, None, None) {
+            state.reencrypted_below = previous;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The keys that may be retired (older than the last finished re-encryption's key).
+    pub fn retirable(&self) -> Vec<u32> {
+        let state = self.state.read().expect("keyring lock");
+        state
+            .keys
+            .keys()
+            .copied()
+            .filter(|id| *id < state.reencrypted_below && *id != state.active)
+            .collect()
     }
 
     fn save(
@@ -463,6 +531,7 @@ impl Keyring {
             active,
             index_key: self.index_wrapped.clone(),
             keys,
+            reencrypted_below: state.reencrypted_below,
         };
         write_private(
             &self.file,
@@ -481,7 +550,9 @@ mod tests {
     }
 
     fn keyring(dir: &Path) -> Keyring {
-        Keyring::open(&dir.join("data-keys.json"), &kek("11"), 1).unwrap().0
+        Keyring::open(&dir.join("data-keys.json"), &kek("11"), 1)
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -546,6 +617,13 @@ mod tests {
             Err(CryptoError::RetireActive { .. })
         ));
         assert!(matches!(ring.retire(9), Err(CryptoError::NoSuchKey { .. })));
+        assert!(matches!(
+            ring.retire(1),
+            Err(CryptoError::StillInUse { key_id: 1 })
+        ));
+        assert!(ring.retirable().is_empty());
+        ring.mark_reencrypted(2).unwrap();
+        assert_eq!(ring.retirable(), vec![1]);
         ring.retire(1).unwrap();
         assert!(matches!(
             ring.open_sealed(&old, b"k"),

@@ -40,7 +40,11 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || tempfile::tempdir().unwrap(),
             |dir| {
-                let state = FjallState::open(dir.path()).unwrap();
+                let state = FjallState::open(
+                    dir.path().join("state"),
+                    dsr_pipeline::testing::state_keyring(&dir.path().join("state")),
+                )
+                .unwrap();
                 let mut task = HouseholdTask::new(
                     state.partition(0).unwrap(),
                     PmtModel::default_model(),

@@ -579,8 +579,17 @@ impl Fixture<dsr_log::EmbeddedLog> {
     /// Opens what `dsr up --data-dir DATA` left in `data` (it must not be running): its log and
     /// its schema registry, so the records it wrote can be read and decoded.
     pub async fn embedded_at(repo: &std::path::Path, data: &std::path::Path) -> EmbeddedFixture {
+        let env_kek = std::env::var(dsr_crypto::kek::ENV_VAR).ok();
+        let (keyring, _, _) = dsr_crypto::Keyring::open_directory(
+            &data.join("security"),
+            env_kek.as_deref(),
+            None,
+            0,
+        )
+        .expect("dsr up's data keys open");
         let (log, _) =
-            dsr_log::EmbeddedLog::open(data.join("log")).expect("dsr up's embedded log opens");
+            dsr_log::EmbeddedLog::open_encrypted(data.join("log"), std::sync::Arc::new(keyring))
+                .expect("dsr up's embedded log opens");
         let registry = dsr_schema_registry::Registry::open(data.join("registry"))
             .expect("dsr up's schema registry opens");
         let (registry_url, ids, topics, programs) = registry_and_schemas(repo, registry).await;
@@ -608,7 +617,8 @@ impl<L: FixtureLog> Fixture<L> {
             log: self.log.another(),
             codec: crate::codec::WireCodec::new(self.ids)
                 .with_registry(dsr_schema_registry::RegistryClient::new(&self.registry_url)),
-            state: dsr_store::FjallState::open(state).expect("a state directory"),
+            state: dsr_store::FjallState::open(state, state_keyring(state))
+                .expect("a state directory"),
             model: PmtModel::default_model(),
             programs: self.programs.clone(),
             topics: self.topics.clone(),
@@ -784,4 +794,13 @@ pub async fn generated_population_matches_the_domain_core<L: FixtureLog>(
     if let Err(problems) = check_changes(&expected, &changelog, &fx.changes().await) {
         panic!("eligibility changes: {problems}");
     }
+}
+
+/// The data keys of a test's state directory `state`, kept beside it (`STATE.keys/`), so a
+/// processor restarted on the same directory reads what the last one wrote.
+pub fn state_keyring(state: &std::path::Path) -> std::sync::Arc<dsr_crypto::Keyring> {
+    let (keyring, _, _) =
+        dsr_crypto::Keyring::open_directory(&state.with_extension("keys"), None, None, 0)
+            .expect("the state's data keys open");
+    std::sync::Arc::new(keyring)
 }

@@ -38,7 +38,11 @@ fn run(dir: &Path, input: &[Event], batch: usize, crashes: &[(usize, usize)]) ->
     let mut changelog: BTreeMap<String, dsr_core::Household> = BTreeMap::new();
     let (mut parked, mut unparked) = (0, 0);
     let open = || {
-        let state = FjallState::open(dir).unwrap();
+        let state = FjallState::open(
+            dir.join("state"),
+            dsr_pipeline::testing::state_keyring(&dir.join("state")),
+        )
+        .unwrap();
         HouseholdTask::new(
             state.partition(0).unwrap(),
             PmtModel::default_model(),

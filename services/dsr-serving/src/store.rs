@@ -3,20 +3,30 @@
 //! batch per poll, synced before the projector commits its offsets (so a crash re-applies a
 //! poll at most, and re-applying is a no-op: versions at or below the stored one are skipped).
 //!
-//! Keyspaces (`\0` separates key parts; ids never contain it):
-//! - `households`: household id → current record;
-//! - `history`: household id, version (u64 big-endian) → when it was written (ms, i64 BE), then
-//!   the record;
-//! - `persons`: person id → household id (current members only);
-//! - `by-area`: area code, household id → () (prefix scans by admin area);
-//! - `by-status`: program id, `eligible`/`not-eligible`, household id → ();
-//! - `by-score`: need score (order-preserving u64 BE), household id → ().
+//! Personal data is encrypted at rest: every id in a key is replaced by its keyed pseudonym
+//! (16 bytes, `dsr-crypto`), and every value that names a household or holds a record is sealed
+//! under the keyring's active data key, bound to its keyspace and key. Below, `H` is a
+//! household's pseudonym and `P` a person's; `sealed(x)` is `x` encrypted.
+//!
+//! Keyspaces:
+//! - `households`: H → sealed(current record);
+//! - `history`: H, version (u64 big-endian) → when it was written (ms, i64 BE), then
+//!   sealed(record);
+//! - `persons`: P → sealed(household id) (current members only);
+//! - `by-area`: area code, `\0`, H → sealed(household id) (prefix scans by admin area);
+//! - `by-status`: program id, `\0`, `eligible`/`not-eligible`, `\0`, H → sealed(household id);
+//! - `by-score`: need score (order-preserving u64 BE), H → sealed(household id).
+//!
+//! [`ServingStore::reencrypt`] moves every value to the active key while the projector goes on
+//! applying: both take the store's write lock, so no value is overwritten by an older copy.
 
 use dsr_core::{EventId, Household, HouseholdId, PersonId};
+use dsr_crypto::{Keyring, Pseudonym};
 use dsr_store::codec;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServingError {
@@ -74,6 +84,16 @@ pub struct Applied {
     pub skipped_as_old: u64,
 }
 
+/// What a re-encryption pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reencrypted {
+    pub examined: u64,
+    pub resealed: u64,
+}
+
+/// Values per re-encryption step (one synced batch under the write lock).
+const REENCRYPT_STEP: usize = 512;
+
 #[derive(Clone)]
 pub struct ServingStore {
     db: Database,
@@ -83,6 +103,9 @@ pub struct ServingStore {
     by_area: Keyspace,
     by_status: Keyspace,
     by_score: Keyspace,
+    keyring: Arc<Keyring>,
+    /// Taken by every write (the projector's batches and re-encryption steps).
+    write: Arc<Mutex<()>>,
 }
 
 fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -107,12 +130,30 @@ fn score_bits(score: f64) -> [u8; 8] {
     ordered.to_be_bytes()
 }
 
-fn last_part(key: &[u8]) -> &[u8] {
-    key.rsplit(|b| *b == 0).next().unwrap_or(key)
+/// Associated data of a sealed value: its keyspace and key.
+fn aad(keyspace: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keyspace.len() + 1 + key.len());
+    out.extend_from_slice(keyspace.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key);
+    out
+}
+
+/// Bytes before the sealed part of a value (`history` keeps its write time in the clear, so
+/// `as_of` could one day skip versions without decrypting them).
+fn clear_prefix(keyspace: &str) -> usize {
+    if keyspace == "history" {
+        8
+    } else {
+        0
+    }
 }
 
 impl ServingStore {
-    pub fn open(dir: impl AsRef<Path>) -> Result<ServingStore, ServingError> {
+    pub fn open(
+        dir: impl AsRef<Path>,
+        keyring: Arc<Keyring>,
+    ) -> Result<ServingStore, ServingError> {
         let dir = dir.as_ref();
         let open_err = |e: fjall::Error| ServingError::Open {
             path: dir.display().to_string(),
@@ -128,6 +169,51 @@ impl ServingStore {
             by_status: ks("by-status").map_err(open_err)?,
             by_score: ks("by-score").map_err(open_err)?,
             db,
+            keyring,
+            write: Arc::default(),
+        })
+    }
+
+    fn hk(&self, id: &HouseholdId) -> Pseudonym {
+        self.keyring.pseudonym("household", id.as_str().as_bytes())
+    }
+
+    fn pk(&self, id: &PersonId) -> Pseudonym {
+        self.keyring.pseudonym("person", id.as_str().as_bytes())
+    }
+
+    fn seal(&self, keyspace: &Keyspace, key: &[u8], plain: &[u8]) -> Vec<u8> {
+        self.keyring
+            .seal(plain, &aad(&keyspace.name().to_string(), key))
+    }
+
+    fn open_value(
+        &self,
+        keyspace: &Keyspace,
+        key: &[u8],
+        sealed: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<Vec<u8>, ServingError> {
+        self.keyring
+            .open_sealed(sealed, &aad(&keyspace.name().to_string(), key))
+            .map_err(|e| ServingError::Corrupt {
+                what: what(),
+                message: e.to_string(),
+            })
+    }
+
+    fn record(
+        &self,
+        id: &HouseholdId,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Household, ServingError> {
+        let plain = self.open_value(&self.households, key, sealed, || {
+            format!("record of household {id}")
+        })?;
+        codec::decode(&plain).map_err(|e| ServingError::Corrupt {
+            what: format!("record of household {id}"),
+            message: e.to_string(),
         })
     }
 
@@ -151,95 +237,115 @@ impl ServingStore {
                 }
                 self.unindex(&mut batch, previous);
             }
-            let hid = household.household_id.as_bytes_key();
+            let hk = self.hk(&household.household_id);
             let encoded =
                 codec::encode(&household).map_err(|e| ServingError::Backend(e.to_string()))?;
-            batch.insert(&self.households, hid.clone(), encoded.clone());
-            let mut version = Vec::with_capacity(8 + encoded.len());
-            version.extend_from_slice(&written_at_ms.to_be_bytes());
-            version.extend_from_slice(&encoded);
             batch.insert(
-                &self.history,
-                key(&[&hid, &household.version.to_be_bytes()]),
-                version,
+                &self.households,
+                hk,
+                self.seal(&self.households, &hk, &encoded),
             );
+            let version_key = [&hk[..], &household.version.to_be_bytes()].concat();
+            let mut version = Vec::with_capacity(8 + encoded.len() + dsr_crypto::SEAL_OVERHEAD);
+            version.extend_from_slice(&written_at_ms.to_be_bytes());
+            version.extend_from_slice(&self.seal(&self.history, &version_key, &encoded));
+            batch.insert(&self.history, version_key, version);
             self.index(&mut batch, &household);
             applied.households_updated += 1;
             latest.insert(household.household_id.clone(), household);
         }
+        let _guard = self.write.lock().expect("serving write lock");
         batch.commit().map_err(backend)?;
         Ok(applied)
     }
 
+    /// An index entry: its key, and the household id sealed as its value.
+    fn index_entry(&self, keyspace: &Keyspace, key: Vec<u8>, h: &Household) -> (Vec<u8>, Vec<u8>) {
+        let value = self.seal(keyspace, &key, h.household_id.as_str().as_bytes());
+        (key, value)
+    }
+
+    fn area_key(&self, h: &Household) -> Vec<u8> {
+        key(&[h.area.as_str().as_bytes(), &self.hk(&h.household_id)])
+    }
+
+    fn status_key(&self, program: &str, status: Status, h: &Household) -> Vec<u8> {
+        key(&[
+            program.as_bytes(),
+            status.as_str().as_bytes(),
+            &self.hk(&h.household_id),
+        ])
+    }
+
+    fn score_key(&self, score: f64, h: &Household) -> Vec<u8> {
+        [&score_bits(score)[..], &self.hk(&h.household_id)].concat()
+    }
+
     fn index(&self, batch: &mut fjall::OwnedWriteBatch, h: &Household) {
-        let hid = h.household_id.as_bytes_key();
         if !h.dissolved {
             for m in &h.members {
-                batch.insert(&self.persons, m.person_id.as_str(), hid.clone());
+                let pk = self.pk(&m.person_id);
+                let value = self.seal(&self.persons, &pk, h.household_id.as_str().as_bytes());
+                batch.insert(&self.persons, pk, value);
             }
         }
-        batch.insert(&self.by_area, key(&[h.area.as_str().as_bytes(), &hid]), []);
+        let (k, v) = self.index_entry(&self.by_area, self.area_key(h), h);
+        batch.insert(&self.by_area, k, v);
         for p in &h.programs {
             let status = if p.eligible {
                 Status::Eligible
             } else {
                 Status::NotEligible
             };
-            batch.insert(
+            let (k, v) = self.index_entry(
                 &self.by_status,
-                key(&[p.program_id.as_bytes(), status.as_str().as_bytes(), &hid]),
-                [],
+                self.status_key(&p.program_id, status, h),
+                h,
             );
+            batch.insert(&self.by_status, k, v);
         }
         if let Some(score) = &h.need_score {
-            batch.insert(&self.by_score, key(&[&score_bits(score.score), &hid]), []);
+            let (k, v) = self.index_entry(&self.by_score, self.score_key(score.score, h), h);
+            batch.insert(&self.by_score, k, v);
         }
     }
 
     fn unindex(&self, batch: &mut fjall::OwnedWriteBatch, h: &Household) {
-        let hid = h.household_id.as_bytes_key();
         for m in &h.members {
             // Only if the person still points here (they may have moved to a household
             // processed earlier in this batch; that household's entry wins).
-            if let Ok(Some(current)) = self.persons.get(m.person_id.as_str()) {
-                if *current == *hid {
-                    batch.remove(&self.persons, m.person_id.as_str());
+            if let Ok(Some(current)) = self.household_of(&m.person_id) {
+                if current == h.household_id {
+                    batch.remove(&self.persons, self.pk(&m.person_id));
                 }
             }
         }
-        batch.remove(&self.by_area, key(&[h.area.as_str().as_bytes(), &hid]));
+        batch.remove(&self.by_area, self.area_key(h));
         for p in &h.programs {
             for status in [Status::Eligible, Status::NotEligible] {
-                batch.remove(
-                    &self.by_status,
-                    key(&[p.program_id.as_bytes(), status.as_str().as_bytes(), &hid]),
-                );
+                batch.remove(&self.by_status, self.status_key(&p.program_id, status, h));
             }
         }
         if let Some(score) = &h.need_score {
-            batch.remove(&self.by_score, key(&[&score_bits(score.score), &hid]));
+            batch.remove(&self.by_score, self.score_key(score.score, h));
         }
     }
 
     /// The current record of a household.
     pub fn household(&self, id: &HouseholdId) -> Result<Option<Household>, ServingError> {
-        match self.households.get(id.as_str()).map_err(backend)? {
-            Some(bytes) => codec::decode(&bytes)
-                .map(Some)
-                .map_err(|e| ServingError::Corrupt {
-                    what: format!("record of household {id}"),
-                    message: e.to_string(),
-                }),
+        let hk = self.hk(id);
+        match self.households.get(hk).map_err(backend)? {
+            Some(bytes) => self.record(id, &hk, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
     /// Every stored version of a household, oldest first.
     pub fn history(&self, id: &HouseholdId) -> Result<Vec<Version>, ServingError> {
-        let prefix = key(&[id.as_str().as_bytes(), b""]);
+        let prefix = self.hk(id);
         let mut versions: Vec<Version> = Vec::new();
         for kv in self.history.prefix(prefix) {
-            let (_, value) = kv.into_inner().map_err(backend)?;
+            let (k, value) = kv.into_inner().map_err(backend)?;
             let corrupt = |message: String| ServingError::Corrupt {
                 what: format!("history of household {id}"),
                 message,
@@ -248,7 +354,10 @@ impl ServingStore {
                 return Err(corrupt(format!("{} bytes", value.len())));
             }
             let written_at_ms = i64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-            let household = codec::decode(&value[8..]).map_err(|e| corrupt(e.to_string()))?;
+            let plain = self.open_value(&self.history, &k, &value[8..], || {
+                format!("history of household {id}")
+            })?;
+            let household = codec::decode(&plain).map_err(|e| corrupt(e.to_string()))?;
             let events = new_events(versions.last().map(|v| &v.household), &household);
             versions.push(Version {
                 household,
@@ -269,11 +378,15 @@ impl ServingStore {
     }
 
     pub fn household_of(&self, person: &PersonId) -> Result<Option<HouseholdId>, ServingError> {
-        Ok(self
-            .persons
-            .get(person.as_str())
-            .map_err(backend)?
-            .map(|v| HouseholdId::new(String::from_utf8_lossy(&v))))
+        let pk = self.pk(person);
+        match self.persons.get(pk).map_err(backend)? {
+            Some(v) => {
+                let plain =
+                    self.open_value(&self.persons, &pk, &v, || format!("household of {person}"))?;
+                Ok(Some(HouseholdId::new(String::from_utf8_lossy(&plain))))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Households whose area code starts with `prefix` (e.g. a district's code), in area order.
@@ -282,7 +395,7 @@ impl ServingStore {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<HouseholdId>, ServingError> {
-        self.ids(self.by_area.prefix(prefix), limit)
+        self.ids(&self.by_area, self.by_area.prefix(prefix), limit)
     }
 
     /// Households with this status in a program.
@@ -293,7 +406,7 @@ impl ServingStore {
         limit: usize,
     ) -> Result<Vec<HouseholdId>, ServingError> {
         let prefix = key(&[program.as_bytes(), status.as_str().as_bytes(), b""]);
-        self.ids(self.by_status.prefix(prefix), limit)
+        self.ids(&self.by_status, self.by_status.prefix(prefix), limit)
     }
 
     /// Households with a need score in `[min, max]`, lowest first.
@@ -306,18 +419,20 @@ impl ServingStore {
         let from = score_bits(min).to_vec();
         let mut to = score_bits(max).to_vec();
         to.push(0xff);
-        self.ids(self.by_score.range(from..to), limit)
+        self.ids(&self.by_score, self.by_score.range(from..to), limit)
     }
 
     fn ids(
         &self,
+        keyspace: &Keyspace,
         iter: impl Iterator<Item = fjall::Guard>,
         limit: usize,
     ) -> Result<Vec<HouseholdId>, ServingError> {
         let mut out = Vec::new();
         for kv in iter.take(limit) {
-            let k = kv.key().map_err(backend)?;
-            out.push(HouseholdId::new(String::from_utf8_lossy(last_part(&k))));
+            let (k, v) = kv.into_inner().map_err(backend)?;
+            let plain = self.open_value(keyspace, &k, &v, || "index entry".into())?;
+            out.push(HouseholdId::new(String::from_utf8_lossy(&plain)));
         }
         Ok(out)
     }
@@ -331,6 +446,87 @@ impl ServingStore {
         }
         Ok(n)
     }
+
+    fn keyspaces(&self) -> [&Keyspace; 6] {
+        [
+            &self.households,
+            &self.history,
+            &self.persons,
+            &self.by_area,
+            &self.by_status,
+            &self.by_score,
+        ]
+    }
+
+    /// How many values a re-encryption pass will look at (approximately; for progress bars).
+    pub fn approximate_len(&self) -> u64 {
+        self.keyspaces()
+            .iter()
+            .map(|ks| ks.approximate_len() as u64)
+            .sum()
+    }
+
+    /// Re-encrypts every value not under the keyring's active key, in steps, while the
+    /// projector goes on; `progress` is told how many values were looked at. Old versions are
+    /// compacted away afterwards, so the old key's ciphertexts leave the disk.
+    pub fn reencrypt(&self, progress: &dyn Fn(u64)) -> Result<Reencrypted, ServingError> {
+        let mut done = Reencrypted::default();
+        for ks in self.keyspaces() {
+            let name = ks.name().to_string();
+            let skip = clear_prefix(&name);
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let keys: Vec<Vec<u8>> = {
+                    let iter = match &after {
+                        Some(k) => ks.range::<&[u8], _>((
+                            std::ops::Bound::Excluded(k.as_slice()),
+                            std::ops::Bound::Unbounded,
+                        )),
+                        None => ks.iter(),
+                    };
+                    let mut keys = Vec::with_capacity(REENCRYPT_STEP);
+                    for kv in iter.take(REENCRYPT_STEP) {
+                        keys.push(kv.key().map_err(backend)?.to_vec());
+                    }
+                    keys
+                };
+                let Some(last) = keys.last().cloned() else {
+                    break;
+                };
+                let guard = self.write.lock().expect("serving write lock");
+                let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+                for k in &keys {
+                    done.examined += 1;
+                    let Some(value) = ks.get(k).map_err(backend)? else {
+                        continue;
+                    };
+                    if value.len() < skip {
+                        continue;
+                    }
+                    let resealed = self
+                        .keyring
+                        .reseal(&value[skip..], &aad(&name, k))
+                        .map_err(|e| ServingError::Corrupt {
+                            what: format!("a value in {name}"),
+                            message: e.to_string(),
+                        })?;
+                    if let Some(resealed) = resealed {
+                        let mut out = value[..skip].to_vec();
+                        out.extend_from_slice(&resealed);
+                        batch.insert(ks, k.clone(), out);
+                        done.resealed += 1;
+                    }
+                }
+                batch.commit().map_err(backend)?;
+                drop(guard);
+                progress(done.examined);
+                after = Some(last);
+            }
+            ks.rotate_memtable_and_wait().map_err(backend)?;
+            ks.major_compact().map_err(backend)?;
+        }
+        Ok(done)
+    }
 }
 
 /// The events in `current.recent_events` after the newest one `previous` had.
@@ -341,16 +537,6 @@ fn new_events(previous: Option<&Household>, current: &Household) -> Vec<EventId>
     match current.recent_events.iter().position(|e| e == last) {
         Some(i) => current.recent_events[i + 1..].to_vec(),
         None => current.recent_events.clone(),
-    }
-}
-
-trait AsKey {
-    fn as_bytes_key(&self) -> Vec<u8>;
-}
-
-impl AsKey for HouseholdId {
-    fn as_bytes_key(&self) -> Vec<u8> {
-        self.as_str().as_bytes().to_vec()
     }
 }
 

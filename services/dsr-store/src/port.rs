@@ -40,7 +40,8 @@ pub trait PartitionState: Send + Sync {
     fn parked_households(&self) -> Result<Vec<HouseholdId>, StoreError>;
     /// Writes the batch atomically; when it returns, the batch is on disk.
     fn commit(&self, batch: &StateBatch) -> Result<(), StoreError>;
-    /// Every household, in id order (restore checks, tests, rebuilding a serving store).
+    /// Every household, in no particular order (restore checks, tests, rebuilding a serving
+    /// store).
     fn for_each(
         &self,
         f: &mut dyn FnMut(Household) -> Result<(), StoreError>,

@@ -4,7 +4,7 @@
 //! ```text
 //! offset  size  field
 //! 0       1     magic 0xD5
-//! 1       1     kind: 1 record, 2 topic created, 3 group offsets committed
+//! 1       1     kind: 1 record, 2 topic created, 3 group offsets committed, 4 sealed record
 //! 2       4     body length, u32 little-endian
 //! 6       4     CRC-32 (IEEE) of the kind byte and the body, u32 little-endian
 //! 10      n     body (below)
@@ -16,7 +16,13 @@
 //!   key `bytes?`, value `bytes?`, header count u16, then per header: name `str`, value `bytes?`;
 //! - topic: topic id u32, partitions u32, replication factor i16, name `str`, config count u16,
 //!   then per entry: name `str`, value `str`;
-//! - commit: group `str`, count u32, then per partition: topic id u32, partition u32, offset i64.
+//! - commit: group `str`, count u32, then per partition: topic id u32, partition u32, offset i64;
+//! - sealed record (what `dsr up` writes: records hold personal data): topic id u32, partition
+//!   u32, offset i64, timestamp ms i64 in the clear (the index needs them, and they say nothing
+//!   about a person), then the record's contents — key `bytes?`, value `bytes?`, header count
+//!   u16, headers — sealed with the keyring's active data key (`dsr-crypto`), bound to the
+//!   topic, partition and offset. Re-encrypting under another key keeps the frame's length, so
+//!   a segment can be rewritten with every record at the same position.
 
 use crate::port::{Header, Offset, Partition};
 
@@ -30,6 +36,7 @@ pub enum Kind {
     Record = 1,
     Topic = 2,
     Commit = 3,
+    Sealed = 4,
 }
 
 impl Kind {
@@ -38,6 +45,7 @@ impl Kind {
             1 => Some(Kind::Record),
             2 => Some(Kind::Topic),
             3 => Some(Kind::Commit),
+            4 => Some(Kind::Sealed),
             _ => None,
         }
     }
@@ -70,9 +78,54 @@ pub struct StoredCommit {
     pub offsets: Vec<(u32, Partition, Offset)>,
 }
 
+/// A record whose contents are sealed: what the index needs in the clear, and the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedRecord {
+    pub topic_id: u32,
+    pub partition: Partition,
+    pub offset: Offset,
+    pub timestamp_ms: Option<i64>,
+    pub sealed: Vec<u8>,
+}
+
+impl SealedRecord {
+    /// What a sealed record's contents are bound to.
+    pub fn aad(topic_id: u32, partition: Partition, offset: Offset) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..4].copy_from_slice(&topic_id.to_le_bytes());
+        out[4..8].copy_from_slice(&(partition as u32).to_le_bytes());
+        out[8..].copy_from_slice(&offset.to_le_bytes());
+        out
+    }
+
+    /// The record, with its contents decrypted by `keyring`.
+    pub fn open(&self, keyring: &dsr_crypto::Keyring) -> Result<StoredRecord, FrameError> {
+        let plain = keyring
+            .open_sealed(
+                &self.sealed,
+                &Self::aad(self.topic_id, self.partition, self.offset),
+            )
+            .map_err(|e| FrameError::Corrupt(e.to_string()))?;
+        let mut body = Reader { bytes: &plain };
+        let key = body.bytes()?;
+        let value = body.bytes()?;
+        let headers = body.headers()?;
+        Ok(StoredRecord {
+            topic_id: self.topic_id,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     Record(StoredRecord),
+    Sealed(SealedRecord),
     Topic(StoredTopic),
     Commit(StoredCommit),
 }
@@ -112,6 +165,66 @@ pub fn encode_record(out: &mut Vec<u8>, record: &StoredRecord) -> usize {
         put_bytes(out, header.value.as_deref());
     }
     finish(out, start)
+}
+
+/// Appends the frame of a record with its contents sealed by `keyring`; returns its length.
+pub fn encode_sealed_record(
+    out: &mut Vec<u8>,
+    record: &StoredRecord,
+    keyring: &dsr_crypto::Keyring,
+) -> usize {
+    let mut plain = Vec::with_capacity(
+        16 + record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len),
+    );
+    put_bytes(&mut plain, record.key.as_deref());
+    put_bytes(&mut plain, record.value.as_deref());
+    put_u16(&mut plain, record.headers.len() as u16);
+    for header in &record.headers {
+        put_str(&mut plain, &header.key);
+        put_bytes(&mut plain, header.value.as_deref());
+    }
+    let sealed = keyring.seal(
+        &plain,
+        &SealedRecord::aad(record.topic_id, record.partition, record.offset),
+    );
+    let start = begin(out, Kind::Sealed);
+    put_u32(out, record.topic_id);
+    put_u32(out, record.partition as u32);
+    put_i64(out, record.offset);
+    put_i64(out, record.timestamp_ms.unwrap_or(i64::MIN));
+    out.extend_from_slice(&sealed);
+    finish(out, start)
+}
+
+/// Re-encrypts, in place, the sealed record frame at the start of `frame` under the keyring's
+/// active key (same length; the checksum is recomputed). `Ok(false)` when there was nothing to
+/// do (another kind of frame, or already under the active key).
+pub fn reseal_in_place(
+    frame: &mut [u8],
+    keyring: &dsr_crypto::Keyring,
+) -> Result<bool, FrameError> {
+    let (decoded, length) = decode(frame)?;
+    let Frame::Sealed(sealed) = decoded else {
+        return Ok(false);
+    };
+    let Some(resealed) = keyring
+        .reseal(
+            &sealed.sealed,
+            &SealedRecord::aad(sealed.topic_id, sealed.partition, sealed.offset),
+        )
+        .map_err(|e| FrameError::Corrupt(e.to_string()))?
+    else {
+        return Ok(false);
+    };
+    let at = HEADER_LEN + 4 + 4 + 8 + 8;
+    debug_assert_eq!(at + resealed.len(), length);
+    frame[at..length].copy_from_slice(&resealed);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&frame[1..2]);
+    hasher.update(&frame[HEADER_LEN..length]);
+    let crc = hasher.finalize();
+    frame[6..10].copy_from_slice(&crc.to_le_bytes());
+    Ok(true)
 }
 
 pub fn encode_topic(out: &mut Vec<u8>, topic: &StoredTopic) -> usize {
@@ -189,13 +302,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Frame, usize), FrameError> {
             let timestamp = body.i64()?;
             let key = body.bytes()?;
             let value = body.bytes()?;
-            let count = body.u16()?;
-            let mut headers = Vec::with_capacity(count as usize);
-            for _ in 0..count {
-                let key = body.str()?;
-                let value = body.bytes()?;
-                headers.push(Header { key, value });
-            }
+            let headers = body.headers()?;
             Frame::Record(StoredRecord {
                 topic_id,
                 partition,
@@ -204,6 +311,20 @@ pub fn decode(bytes: &[u8]) -> Result<(Frame, usize), FrameError> {
                 key,
                 value,
                 headers,
+            })
+        }
+        Kind::Sealed => {
+            let topic_id = body.u32()?;
+            let partition = body.u32()? as Partition;
+            let offset = body.i64()?;
+            let timestamp = body.i64()?;
+            let sealed = body.take(body.bytes.len())?.to_vec();
+            Frame::Sealed(SealedRecord {
+                topic_id,
+                partition,
+                offset,
+                timestamp_ms: (timestamp != i64::MIN).then_some(timestamp),
+                sealed,
             })
         }
         Kind::Topic => {
@@ -315,6 +436,16 @@ impl<'a> Reader<'a> {
         }
         Ok(Some(self.take(length as usize)?.to_vec()))
     }
+    fn headers(&mut self) -> Result<Vec<Header>, FrameError> {
+        let count = self.u16()?;
+        let mut headers = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let key = self.str()?;
+            let value = self.bytes()?;
+            headers.push(Header { key, value });
+        }
+        Ok(headers)
+    }
     fn str(&mut self) -> Result<String, FrameError> {
         let length = self.u16()? as usize;
         String::from_utf8(self.take(length)?.to_vec())
@@ -372,6 +503,44 @@ mod tests {
             decode(&out[a + b..]).unwrap().0,
             Frame::Commit(commit.clone())
         );
+    }
+
+    #[test]
+    fn sealed_records_hide_their_contents_open_with_the_keyring_and_reseal_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keyring, _, _) =
+            dsr_crypto::Keyring::open_directory(dir.path(), None, None, 1).unwrap();
+        let mut out = Vec::new();
+        let length = encode_sealed_record(&mut out, &record(), &keyring);
+        assert_eq!(out.len(), length);
+        assert!(!out.windows(11).any(|w| w == b"household-1"));
+        assert!(!out.windows(7).any(|w| w == b"dsr-src"));
+        let (frame, read) = decode(&out).unwrap();
+        assert_eq!(read, length);
+        let Frame::Sealed(sealed) = frame else {
+            panic!("a sealed frame")
+        };
+        assert_eq!(sealed.open(&keyring).unwrap(), record());
+        // Moved to another offset, it does not open.
+        let moved = SealedRecord {
+            offset: 43,
+            ..sealed.clone()
+        };
+        assert!(moved.open(&keyring).is_err());
+
+        assert!(!reseal_in_place(&mut out, &keyring).unwrap());
+        keyring.rotate(2).unwrap();
+        let before = out.clone();
+        assert!(reseal_in_place(&mut out, &keyring).unwrap());
+        assert_eq!(out.len(), before.len());
+        assert_ne!(out, before);
+        let (Frame::Sealed(resealed), _) = decode(&out).unwrap() else {
+            panic!("still a sealed frame")
+        };
+        assert_eq!(dsr_crypto::Keyring::key_id_of(&resealed.sealed), Some(2));
+        keyring.mark_reencrypted(2).unwrap();
+        keyring.retire(1).unwrap();
+        assert_eq!(resealed.open(&keyring).unwrap(), record());
     }
 
     #[test]

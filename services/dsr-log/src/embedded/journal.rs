@@ -115,6 +115,12 @@ pub fn recover(
         let entry = entry.map_err(io("cannot list the log directory", dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
+        if name.ends_with(".rekey") {
+            // A re-encryption that stopped before renaming its new file over the old one: the
+            // old file is whole and still the segment.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
         if let Some(base) = name
             .strip_suffix(".log")
             .and_then(|b| b.parse::<u64>().ok())
@@ -290,6 +296,16 @@ impl Active {
         }
     }
 
+    /// Starts a new segment now, unless this one is empty; returns it for the readers.
+    pub fn roll_now(&mut self) -> Result<Option<Segment>, JournalError> {
+        if self.length == 0 {
+            return Ok(None);
+        }
+        let (active, segment) = Active::create(&self.dir, self.end())?;
+        *self = active;
+        Ok(Some(segment))
+    }
+
     /// Starts a new segment once this one is full; returns it for the readers.
     pub fn roll_if_full(&mut self) -> Result<Option<Segment>, JournalError> {
         if self.length < SEGMENT_BYTES {
@@ -299,6 +315,24 @@ impl Active {
         *self = active;
         Ok(Some(segment))
     }
+}
+
+/// Replaces a (no longer active) segment's file with `bytes`, atomically: written to a
+/// `.rekey` file, synced, renamed over the segment, directory synced. Returns the new file,
+/// open for reading.
+pub fn replace_segment(path: &Path, bytes: &[u8]) -> Result<File, JournalError> {
+    let tmp = path.with_extension("log.rekey");
+    let mut file = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("cannot rename over", path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("cannot sync the log directory", dir))?;
+    }
+    File::open(path).map_err(io("cannot open segment", path))
 }
 
 /// Reads `length` bytes at global `position` from the segment holding it.

@@ -11,6 +11,12 @@
 //!   group-commits (everything queued while one `fdatasync` runs goes into the next one), readers
 //!   and in-process consumer groups.
 //!
+//! Encryption at rest: opened with a keyring ([`EmbeddedLog::open_encrypted`], as `dsr up`
+//! does), every record's key, value and headers are sealed on disk (frame kind 4, see
+//! [`frame`]); [`EmbeddedLog::reencrypt`] moves every record to the keyring's active key while
+//! appends go on, by rolling to a new segment and rewriting each older segment to a new file
+//! with every frame at the same position, then renaming it over the old one.
+//!
 //! Not here (documented in `docs/architecture.md`): compaction and retention (compacted topics
 //! keep every version), and an on-disk index (the index is rebuilt by reading the journal on
 //! start, and takes 12 bytes of memory per record).
@@ -24,6 +30,7 @@ use crate::port::{
     NewTopicSpec, Offset, Partition, PartitionReader, Record, TopicAdmin, TopicDescription,
     TopicPartition,
 };
+use dsr_crypto::Keyring;
 use frame::{Frame, StoredCommit, StoredRecord, StoredTopic};
 use journal::{Active, RecoveryReport, Segment};
 use std::collections::{BTreeMap, HashMap};
@@ -100,6 +107,19 @@ impl Index {
                     },
                 );
             }
+            Frame::Sealed(sealed) => self.apply(
+                position,
+                length,
+                Frame::Record(StoredRecord {
+                    topic_id: sealed.topic_id,
+                    partition: sealed.partition,
+                    offset: sealed.offset,
+                    timestamp_ms: None,
+                    key: None,
+                    value: None,
+                    headers: Vec::new(),
+                }),
+            ),
             Frame::Record(record) => {
                 let Some(name) = self.names.get(&record.topic_id) else {
                     tracing::warn!(
@@ -141,6 +161,21 @@ enum Request {
         offsets: Vec<(TopicPartition, Offset)>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// Start a new segment now (before a re-encryption rewrites the older ones).
+    Roll {
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+}
+
+/// What a re-encryption pass of the log did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reencrypted {
+    /// Segments rewritten.
+    pub segments: u64,
+    /// Records now under the active key that were not.
+    pub resealed: u64,
+    /// Bytes of the segments looked at.
+    pub bytes: u64,
 }
 
 struct Inner {
@@ -152,6 +187,10 @@ struct Inner {
     changes: watch::Sender<u64>,
     groups: Mutex<HashMap<String, GroupState>>,
     next_member: AtomicU64,
+    /// Seals records on write and opens them on read; `None` for a plaintext log.
+    keyring: Option<Arc<Keyring>>,
+    /// One re-encryption at a time.
+    reencrypting: tokio::sync::Mutex<()>,
 }
 
 /// The embedded log. Cheap to clone; every clone is the same log.
@@ -172,7 +211,23 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`: reads the journal, cuts a torn tail, rebuilds the
     /// index, and starts the writer. The report says what recovery found.
     pub fn open(dir: impl AsRef<Path>) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
-        let dir = dir.as_ref().to_owned();
+        Self::open_with(dir.as_ref(), None)
+    }
+
+    /// Opens the log with its records sealed by `keyring` (what `dsr up` does). Records written
+    /// in the clear before are still read.
+    pub fn open_encrypted(
+        dir: impl AsRef<Path>,
+        keyring: Arc<Keyring>,
+    ) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
+        Self::open_with(dir.as_ref(), Some(keyring))
+    }
+
+    fn open_with(
+        dir: &Path,
+        keyring: Option<Arc<Keyring>>,
+    ) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
+        let dir = dir.to_owned();
         let storage = |what: &str, source: journal::JournalError| LogError::Embedded {
             dir: dir.display().to_string(),
             what: what.to_owned(),
@@ -210,6 +265,8 @@ impl EmbeddedLog {
             changes,
             groups: Mutex::default(),
             next_member: AtomicU64::new(1),
+            keyring: keyring.clone(),
+            reencrypting: tokio::sync::Mutex::new(()),
         });
         let writer = Writer {
             inner: Arc::downgrade(&inner),
@@ -218,6 +275,7 @@ impl EmbeddedLog {
             topics,
             round_robin: 0,
             dir,
+            keyring,
         };
         let handle = std::thread::Builder::new()
             .name("dsr-log-writer".into())
@@ -244,6 +302,16 @@ impl EmbeddedLog {
         &self.inner.dir
     }
 
+    /// Bytes of every segment file (for progress bars and dashboards).
+    pub fn disk_bytes(&self) -> u64 {
+        let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
+        index
+            .segments
+            .iter()
+            .map(|s| s.file.metadata().map_or(0, |m| m.len()))
+            .sum()
+    }
+
     /// How many records of `topics` the consumer group `group` has not committed yet (all of
     /// them when it never committed): what `dsr up` reports as a component's backlog, and how
     /// it tells that everything written so far has been processed.
@@ -265,6 +333,79 @@ impl EmbeddedLog {
             }
         }
         Ok(lag)
+    }
+
+    /// Re-encrypts every record not under the keyring's active key while appends and reads go
+    /// on: rolls to a new segment (new records are sealed with the active key already), then
+    /// rewrites each older segment that holds a record under another key to a new file — every
+    /// frame at the same position, so the index stays valid — synced, renamed over the old one,
+    /// and swapped in for readers. A crash leaves either the old or the new file, both whole.
+    /// `progress` is told the bytes looked at so far and the total.
+    pub async fn reencrypt(
+        &self,
+        progress: impl Fn(u64, u64) + Send + 'static,
+    ) -> Result<Reencrypted, LogError> {
+        let Some(keyring) = self.inner.keyring.clone() else {
+            return Ok(Reencrypted::default());
+        };
+        let _one = self.inner.reencrypting.lock().await;
+        self.request(|reply| Request::Roll { reply }).await?;
+        let segments = {
+            let index = self.inner.index.read().unwrap();
+            let n = index.segments.len().saturating_sub(1);
+            index.segments[..n].to_vec()
+        };
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let total: u64 = segments
+                .iter()
+                .map(|s| s.file.metadata().map_or(0, |m| m.len()))
+                .sum();
+            let mut done = Reencrypted::default();
+            for segment in segments {
+                let path = journal::segment_path(&inner.dir, segment.base);
+                let failed =
+                    |what: &str, e: Box<dyn std::error::Error + Send + Sync>| LogError::Embedded {
+                        dir: inner.dir.display().to_string(),
+                        what: format!("re-encrypting segment {}: {what}", path.display()),
+                        source: e,
+                    };
+                // Only this pass replaces segment files (one pass at a time), and no appends
+                // reach a segment that is not the last, so the path holds exactly this segment.
+                let mut bytes = std::fs::read(&path).map_err(|e| failed("read", e.into()))?;
+                let mut at = 0;
+                let mut resealed = 0;
+                while at < bytes.len() {
+                    let (_, length) = frame::decode(&bytes[at..])
+                        .map_err(|e| failed("decode", e.to_string().into()))?;
+                    if frame::reseal_in_place(&mut bytes[at..at + length], &keyring)
+                        .map_err(|e| failed("reseal", e.to_string().into()))?
+                    {
+                        resealed += 1;
+                    }
+                    at += length;
+                }
+                done.bytes += bytes.len() as u64;
+                if resealed > 0 {
+                    let file = journal::replace_segment(&path, &bytes)
+                        .map_err(|e| failed("replace", Box::new(e)))?;
+                    let mut index = inner.index.write().unwrap();
+                    if let Some(s) = index.segments.iter_mut().find(|s| s.base == segment.base) {
+                        s.file = Arc::new(file);
+                    }
+                    done.segments += 1;
+                    done.resealed += resealed;
+                }
+                progress(done.bytes, total);
+            }
+            Ok(done)
+        })
+        .await
+        .map_err(|e| LogError::Embedded {
+            dir: self.inner.dir.display().to_string(),
+            what: "the re-encryption stopped".into(),
+            source: Box::new(e),
+        })?
     }
 
     async fn request<T>(
@@ -322,7 +463,17 @@ impl EmbeddedLog {
                     partition: partition.clone(),
                     source: Box::new(e),
                 })?;
-            let record = match frame::decode(&bytes) {
+            let decoded = frame::decode(&bytes).and_then(|(f, n)| match f {
+                Frame::Sealed(sealed) => match &self.inner.keyring {
+                    Some(keyring) => sealed.open(keyring).map(|r| (Frame::Record(r), n)),
+                    None => Err(frame::FrameError::Corrupt(
+                        "the record is encrypted and this log was opened without its keyring"
+                            .into(),
+                    )),
+                },
+                other => Ok((other, n)),
+            });
+            let record = match decoded {
                 Ok((Frame::Record(record), _)) if record.offset == offset => record,
                 Ok(_) => {
                     return Err(LogError::Read {
@@ -381,6 +532,7 @@ struct Writer {
     topics: HashMap<String, (u32, i32)>,
     round_robin: u32,
     dir: PathBuf,
+    keyring: Option<Arc<Keyring>>,
 }
 
 /// An answer to send once the group commit is durable.
@@ -404,7 +556,13 @@ impl Writer {
             let mut frames: Vec<(u64, u32, Frame)> = Vec::new();
             let mut answers = Vec::new();
             let mut next = Some(first);
+            let mut roll = None;
             while let Some(request) = next.take() {
+                if let Request::Roll { reply } = request {
+                    // After this group is on disk; nothing queued behind it joins the group.
+                    roll = Some(reply);
+                    break;
+                }
                 self.encode(request, &mut buffer, &mut frames, &mut answers);
                 if buffer.len() < MAX_GROUP_BYTES {
                     next = requests.try_recv().ok();
@@ -413,6 +571,9 @@ impl Writer {
             if buffer.is_empty() {
                 // Only refusals (answered already) or creates of existing topics.
                 self.answer(answers);
+                if let Some(reply) = roll {
+                    self.roll(reply);
+                }
                 continue;
             }
             let start = self.active.end();
@@ -436,6 +597,9 @@ impl Writer {
                     drop(index);
                     inner.changes.send_modify(|n| *n += 1);
                     self.answer(answers);
+                    if let Some(reply) = roll.take() {
+                        self.roll(reply);
+                    }
                 }
                 Err(error) => {
                     // Nothing of this group is on disk: undo the offsets it took and fail it.
@@ -452,7 +616,7 @@ impl Writer {
                             Frame::Topic(t) => {
                                 self.topics.remove(&t.name);
                             }
-                            Frame::Commit(_) => {}
+                            Frame::Commit(_) | Frame::Sealed(_) => {}
                         }
                     }
                     let message = error.to_string();
@@ -471,6 +635,26 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Starts a new segment now (unless the active one is still empty).
+    fn roll(&mut self, reply: oneshot::Sender<Result<(), LogError>>) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let result = match self.active.roll_now() {
+            Ok(Some(segment)) => {
+                inner.index.write().unwrap().segments.push(segment);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(LogError::Embedded {
+                dir: self.dir.display().to_string(),
+                what: "cannot start a new segment".into(),
+                source: Box::new(e),
+            }),
+        };
+        let _ = reply.send(result);
     }
 
     fn answer(&self, answers: Vec<Answer>) {
@@ -550,7 +734,10 @@ impl Writer {
                         headers: record.headers,
                     };
                     let at = buffer.len() as u64;
-                    let length = frame::encode_record(buffer, &stored);
+                    let length = match &self.keyring {
+                        Some(keyring) => frame::encode_sealed_record(buffer, &stored, keyring),
+                        None => frame::encode_record(buffer, &stored),
+                    };
                     frames.push((at, length as u32, Frame::Record(stored)));
                     appended.push(Appended {
                         partition,
@@ -595,6 +782,9 @@ impl Writer {
                 let length = frame::encode_topic(buffer, &stored);
                 frames.push((at, length as u32, Frame::Topic(stored)));
                 answers.push(Answer::Create(reply, CreateOutcome::Created));
+            }
+            Request::Roll { .. } => {
+                unreachable!("rolls are taken out of the group before encoding")
             }
             Request::Commit {
                 group,

@@ -10,6 +10,7 @@ pub mod publish;
 pub mod route;
 pub mod schemas;
 pub mod score;
+pub mod sealed_places;
 pub mod tail;
 pub mod topics;
 pub mod up;

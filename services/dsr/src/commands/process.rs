@@ -37,6 +37,13 @@ pub struct Process {
     /// registration arrives); beyond it the oldest goes to the dead-letter topic.
     #[arg(long, default_value_t = dsr_pipeline::task::MAX_PARKED_PER_HOUSEHOLD)]
     max_parked_per_household: usize,
+    /// Where the data keys that seal the state at rest are kept (`data-keys.json`, and the
+    /// generated key-encryption key when neither DSR_KEK nor --kek-file gives one).
+    #[arg(long, default_value = "dsr-data/security")]
+    keys_dir: PathBuf,
+    /// A file holding the key-encryption key (64 hex digits); `DSR_KEK` wins over it.
+    #[arg(long, env = "DSR_KEK_FILE")]
+    kek_file: Option<PathBuf>,
 }
 
 impl Process {
@@ -44,7 +51,23 @@ impl Process {
         let model = super::load_model(self.model.as_deref())?;
         let programs = super::load_programs(&self.programs)?;
         std::fs::create_dir_all(&self.state_dir)?;
-        let state = FjallState::open(&self.state_dir)?;
+        let env_kek = std::env::var(dsr_crypto::kek::ENV_VAR).ok();
+        let (keyring, kek, _) = dsr_crypto::Keyring::open_directory(
+            &self.keys_dir,
+            env_kek.as_deref(),
+            self.kek_file.as_deref(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        )
+        .context("opening the data keys")?;
+        if kek.is_in_data_directory() {
+            eprintln!(
+                "dsr process: warning: the key-encryption key is kept in {}; in production give it with DSR_KEK or --kek-file",
+                self.keys_dir.display()
+            );
+        }
+        let state = FjallState::open(&self.state_dir, std::sync::Arc::new(keyring))?;
         let topics = Topics::default();
         let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(async {

@@ -52,6 +52,11 @@ pub struct Up {
     /// seconds [default: 3600].
     #[arg(long, env = "DSR_MAX_WAIT_SECONDS")]
     pub max_wait_seconds: Option<u64>,
+    /// A file holding the key-encryption key (64 hex digits) that wraps the data keys sealing
+    /// personal data at rest. `DSR_KEK` (the key itself) wins over it; without either, dsr
+    /// generates one in DATA_DIR/security/kek.key (fine on a laptop, not in production).
+    #[arg(long, env = "DSR_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
 }
 
 /// The configuration file: the same settings, all optional; an unknown key is an error (a
@@ -66,6 +71,7 @@ struct ConfigFile {
     model: Option<PathBuf>,
     batch_size: Option<usize>,
     max_wait_seconds: Option<u64>,
+    kek_file: Option<PathBuf>,
 }
 
 /// `dsr up`'s settings, resolved (flags, environment, file, defaults) and validated.
@@ -78,6 +84,7 @@ pub struct UpConfig {
     pub model: Option<PathBuf>,
     pub batch_size: usize,
     pub max_wait_seconds: u64,
+    pub kek_file: Option<PathBuf>,
 }
 
 impl Up {
@@ -92,7 +99,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file",
                         path.display()
                     )
                 })?
@@ -121,6 +128,7 @@ impl Up {
                 .max_wait_seconds
                 .or(file.max_wait_seconds)
                 .unwrap_or(3600),
+            kek_file: self.kek_file.or(file.kek_file),
         };
         config.validate()?;
         Ok(config)
@@ -176,8 +184,35 @@ impl UpConfig {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
 
+        // The data keys that seal personal data at rest, wrapped by the key-encryption key.
+        let security_dir = self.data_dir.join("security");
+        let env_kek = std::env::var(dsr_crypto::kek::ENV_VAR).ok();
+        let (keyring, kek, created) = dsr_crypto::Keyring::open_directory(
+            &security_dir,
+            env_kek.as_deref(),
+            self.kek_file.as_deref(),
+            now_ms(),
+        )
+        .context("opening the data keys")?;
+        eprintln!(
+            "dsr up: personal data is encrypted at rest (AES-256-GCM, data key {}{}); key-encryption key {} from {}",
+            keyring.active_key(),
+            if created { ", created now" } else { "" },
+            kek.fingerprint(),
+            kek.source
+        );
+        if kek.is_in_data_directory() {
+            eprintln!(
+                "dsr up: warning: the key-encryption key is kept in the data directory, so a copy of \
+                 the directory can be read; in production give it with DSR_KEK or --kek-file from \
+                 a separate secret store (docs/security.md)"
+            );
+        }
+        let keyring = Arc::new(keyring);
+
         // The log, with dsr's topics.
-        let (log, report) = EmbeddedLog::open(self.data_dir.join("log"))?;
+        let (log, report) =
+            EmbeddedLog::open_encrypted(self.data_dir.join("log"), Arc::clone(&keyring))?;
         eprintln!(
             "dsr up: log {}: {report}",
             self.data_dir.join("log").display()
@@ -245,10 +280,11 @@ impl UpConfig {
             batch_size: self.batch_size,
             max_wait: Duration::from_secs(self.max_wait_seconds),
         };
+        let state = FjallState::open(self.data_dir.join("processor"), Arc::clone(&keyring))?;
         let processor = HouseholdProcessor {
             log: log.clone(),
             codec: codec(),
-            state: FjallState::open(self.data_dir.join("processor"))?,
+            state: state.clone(),
             model: model.clone(),
             programs,
             topics: topics.clone(),
@@ -257,7 +293,7 @@ impl UpConfig {
             max_parked_per_household: dsr_pipeline::task::MAX_PARKED_PER_HOUSEHOLD,
             progress: Default::default(),
         };
-        let store = ServingStore::open(self.data_dir.join("serving"))?;
+        let store = ServingStore::open(self.data_dir.join("serving"), Arc::clone(&keyring))?;
         let serving = Progress::default();
         let projector = Projector {
             log: log.clone(),
@@ -290,7 +326,6 @@ impl UpConfig {
             ],
         );
         // Identities and the audit log.
-        let security_dir = self.data_dir.join("security");
         let (clients, bootstrap) = dsr_access::ClientRegistry::open(&security_dir, now_ms())
             .context("opening the client registry")?;
         let clients = Arc::new(clients);
@@ -326,7 +361,7 @@ impl UpConfig {
         let state = Arc::new(ApiState {
             log: Arc::new(log.clone()),
             codec: codec(),
-            store,
+            store: store.clone(),
             model,
             ingest_topic,
             serving,
@@ -334,6 +369,18 @@ impl UpConfig {
             backlog,
             clients: Arc::clone(&clients),
             audit: Arc::clone(&audit),
+            data_keys: Arc::new(dsr_api::data_keys::DataKeys::new(
+                Arc::clone(&keyring),
+                vec![
+                    Arc::new(super::sealed_places::Log(log.clone())),
+                    Arc::new(super::sealed_places::State(state)),
+                    Arc::new(super::sealed_places::Serving(store.clone())),
+                    Arc::new(dsr_api::bulk::Reports {
+                        dir: self.data_dir.join("bulk-reports"),
+                        keyring: Arc::clone(&keyring),
+                    }),
+                ],
+            )),
         });
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -528,6 +575,7 @@ mod tests {
             model: None,
             batch_size: None,
             max_wait_seconds: None,
+            kek_file: None,
         }
     }
 
