@@ -545,6 +545,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rotation_reencrypts_every_value_and_everything_reads_with_the_new_key_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keyring, _, _) =
+            Keyring::open_directory(&dir.path().join("security"), None, None, 1).unwrap();
+        let keyring = Arc::new(keyring);
+        let store = ServingStore::open(dir.path().join("serving"), Arc::clone(&keyring)).unwrap();
+        let pop = dsr_synth::fixtures::small_population(5, 50);
+        let households: Vec<Household> = pop
+            .households
+            .iter()
+            .map(|e| dsr_core::apply(None, e).unwrap().household)
+            .collect();
+        store
+            .apply(households.iter().map(|h| (h.clone(), 7)).collect())
+            .unwrap();
+        keyring.rotate(2).unwrap();
+        let done = store.reencrypt(&|_| {}).unwrap();
+        assert!(done.resealed >= 150, "{done:?}");
+        keyring.mark_reencrypted(2).unwrap();
+        keyring.retire(1).unwrap();
+        for h in &households {
+            assert_eq!(store.household(&h.household_id).unwrap().as_ref(), Some(h));
+            assert_eq!(store.history(&h.household_id).unwrap().len(), 1);
+            for m in &h.members {
+                assert_eq!(
+                    store.household_of(&m.person_id).unwrap().as_ref(),
+                    Some(&h.household_id)
+                );
+            }
+        }
+        assert_eq!(
+            store.by_area_prefix("R", 1000).unwrap().len(),
+            households.len()
+        );
+    }
+
+    #[test]
     fn score_keys_sort_like_the_scores() {
         let scores = [-3.5, -0.0, 0.0, 0.25, 1.0, 7.5, 1e9];
         let keys: Vec<_> = scores.iter().map(|s| score_bits(*s)).collect();

@@ -1,5 +1,6 @@
-//! `dsr keys`: register clients and manage their API keys through a running registry's admin
-//! API, as an admin (the admin's own key from `--key-file` or `DSR_API_KEY`).
+//! `dsr keys`: register clients and manage their API keys, and rotate and retire the data keys
+//! that seal personal data at rest, through a running registry's admin API, as an admin (the
+//! admin's own key from `--key-file` or `DSR_API_KEY`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -40,6 +41,23 @@ pub enum Keys {
         id: String,
         #[arg(long)]
         key_id: Option<String>,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// List the data keys that seal personal data at rest, and the last rotation.
+    DataKeys(Admin),
+    /// Seal new writes with a new data key at once and re-encrypt everything stored in the
+    /// background, with no downtime; shows the re-encryption's progress until it finishes.
+    RotateDataKey {
+        /// Return once the new key is active, without following the re-encryption.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Forget an old data key for good (refused while anything may still be sealed with it).
+    RetireDataKey {
+        id: u32,
         #[command(flatten)]
         admin: Admin,
     },
@@ -178,6 +196,35 @@ impl Keys {
                     .await?;
                 print_with_key(&answer)
             }
+            Keys::DataKeys(admin) => {
+                let keys = admin.call(Method::GET, "/v1/admin/data-keys", None).await?;
+                print_data_keys(&keys);
+                Ok(())
+            }
+            Keys::RotateDataKey { no_wait, admin } => {
+                let started = admin
+                    .call(Method::POST, "/v1/admin/data-keys/rotate", None)
+                    .await?;
+                let key_id = started["rotation"]["key_id"].as_u64().unwrap_or_default();
+                eprintln!("data key {key_id} is active: every new write is sealed with it");
+                if no_wait {
+                    eprintln!("re-encryption of stored data runs in the background; follow it with `dsr keys data-keys`");
+                    return Ok(());
+                }
+                follow_rotation(&admin).await
+            }
+            Keys::RetireDataKey { id, admin } => {
+                let keys = admin
+                    .call(
+                        Method::POST,
+                        &format!("/v1/admin/data-keys/{id}/retire"),
+                        None,
+                    )
+                    .await?;
+                eprintln!("data key {id} is retired");
+                print_data_keys(&keys);
+                Ok(())
+            }
             Keys::Revoke { id, key_id, admin } => {
                 admin
                     .call(
@@ -193,6 +240,109 @@ impl Keys {
                 Ok(())
             }
         }
+    }
+}
+
+fn print_data_keys(keys: &Value) {
+    for k in keys["keys"].as_array().into_iter().flatten() {
+        println!(
+            "data key {:<4} created {} ms{}",
+            k["id"],
+            k["created_ms"],
+            if k["active"] == true {
+                "  (active)"
+            } else {
+                ""
+            }
+        );
+    }
+    let retirable: Vec<String> = keys["retirable"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Value::to_string)
+        .collect();
+    if !retirable.is_empty() {
+        println!("may be retired: {}", retirable.join(", "));
+    }
+    let r = &keys["rotation"];
+    if r["state"] != "idle" {
+        println!(
+            "last rotation: to key {}, {}{}",
+            r["key_id"],
+            r["state"].as_str().unwrap_or("?"),
+            r["error"]
+                .as_str()
+                .map_or(String::new(), |e| format!(" ({e})"))
+        );
+    }
+}
+
+/// Polls the rotation until it ends, with a progress bar over every place's progress.
+async fn follow_rotation(admin: &Admin) -> Result<()> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "re-encrypting {bar:40} {percent:>3}% {msg} ({elapsed})",
+        )
+        .expect("a valid template"),
+    );
+    loop {
+        let keys = admin
+            .call(reqwest::Method::GET, "/v1/admin/data-keys", None)
+            .await?;
+        let r = &keys["rotation"];
+        let places = r["places"].as_array().cloned().unwrap_or_default();
+        let sum = |field: &str| -> u64 {
+            places
+                .iter()
+                .map(|p| {
+                    // Each place counts in its own units; weigh them equally.
+                    let total = p["total"].as_u64().unwrap_or(0).max(1);
+                    let value = p[field].as_u64().unwrap_or(0).min(total);
+                    if field == "total" {
+                        1000
+                    } else if p["finished"] == true {
+                        1000
+                    } else {
+                        value * 1000 / total
+                    }
+                })
+                .sum()
+        };
+        bar.set_length(sum("total"));
+        bar.set_position(sum("done"));
+        if let Some(current) = places.iter().find(|p| p["finished"] != true) {
+            bar.set_message(current["name"].as_str().unwrap_or("").to_owned());
+        }
+        match r["state"].as_str() {
+            Some("running") => {}
+            Some("finished") => {
+                bar.finish_and_clear();
+                let resealed: u64 = places
+                    .iter()
+                    .map(|p| p["resealed"].as_u64().unwrap_or(0))
+                    .sum();
+                eprintln!("re-encryption finished: {resealed} values and records re-encrypted");
+                for p in &places {
+                    eprintln!(
+                        "  {:<28} {} re-encrypted",
+                        p["name"].as_str().unwrap_or("?"),
+                        p["resealed"]
+                    );
+                }
+                print_data_keys(&keys);
+                eprintln!("retire an old key with `dsr keys retire-data-key ID` once backups made with it are gone");
+                return Ok(());
+            }
+            _ => {
+                bar.abandon();
+                bail!(
+                    "the re-encryption failed: {}; the old keys stay, run `dsr keys rotate-data-key` again",
+                    r["error"].as_str().unwrap_or("(no reason given)")
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 
