@@ -184,7 +184,7 @@ impl ServingStore {
 
     fn seal(&self, keyspace: &Keyspace, key: &[u8], plain: &[u8]) -> Vec<u8> {
         self.keyring
-            .seal(plain, &aad(&keyspace.name().to_string(), key))
+            .seal(plain, &aad(keyspace.name().as_ref(), key))
     }
 
     fn open_value(
@@ -195,7 +195,7 @@ impl ServingStore {
         what: impl FnOnce() -> String,
     ) -> Result<Vec<u8>, ServingError> {
         self.keyring
-            .open_sealed(sealed, &aad(&keyspace.name().to_string(), key))
+            .open_sealed(sealed, &aad(keyspace.name().as_ref(), key))
             .map_err(|e| ServingError::Corrupt {
                 what: what(),
                 message: e.to_string(),

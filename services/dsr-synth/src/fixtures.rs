@@ -496,43 +496,6 @@ pub mod named {
 /// Days in microseconds, for moving fixture times along.
 pub const DAY: i64 = MICROS_PER_DAY;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn named_households_are_valid() {
-        for e in named::all() {
-            e.validate(now()).unwrap();
-            let Payload::HouseholdRegistered(r) = &e.payload else {
-                panic!("not a registration")
-            };
-            assert_eq!(
-                r.members
-                    .iter()
-                    .filter(|m| m.relationship == Relationship::Head)
-                    .count(),
-                1
-            );
-        }
-        let w = named::widow_with_three_children();
-        let Payload::HouseholdRegistered(r) = &w.payload else {
-            unreachable!()
-        };
-        assert_eq!(r.members[1].person_id.as_str(), "P9000000101");
-        assert_eq!(r.members[3].age_on(Date::from_ymd(2025, 10, 1)), 3);
-    }
-
-    #[test]
-    fn fixture_events_are_deterministic_and_distinct() {
-        let a = died("H1", "P1", at(2026, 3, 1));
-        let b = died("H1", "P1", at(2026, 3, 1));
-        let c = died("H1", "P2", at(2026, 3, 1));
-        assert_eq!(a, b);
-        assert_ne!(a.envelope.event_id, c.envelope.event_id);
-    }
-}
-
 /// What a population would give away if stored in the clear: every household id, person id,
 /// given name and family name in it (names shorter than 5 letters are left out: they occur in
 /// random bytes and in ordinary words), sorted and without repeats. Tests of encryption at rest
@@ -585,4 +548,41 @@ pub fn find_in_files(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_households_are_valid() {
+        for e in named::all() {
+            e.validate(now()).unwrap();
+            let Payload::HouseholdRegistered(r) = &e.payload else {
+                panic!("not a registration")
+            };
+            assert_eq!(
+                r.members
+                    .iter()
+                    .filter(|m| m.relationship == Relationship::Head)
+                    .count(),
+                1
+            );
+        }
+        let w = named::widow_with_three_children();
+        let Payload::HouseholdRegistered(r) = &w.payload else {
+            unreachable!()
+        };
+        assert_eq!(r.members[1].person_id.as_str(), "P9000000101");
+        assert_eq!(r.members[3].age_on(Date::from_ymd(2025, 10, 1)), 3);
+    }
+
+    #[test]
+    fn fixture_events_are_deterministic_and_distinct() {
+        let a = died("H1", "P1", at(2026, 3, 1));
+        let b = died("H1", "P1", at(2026, 3, 1));
+        let c = died("H1", "P2", at(2026, 3, 1));
+        assert_eq!(a, b);
+        assert_ne!(a.envelope.event_id, c.envelope.event_id);
+    }
 }

@@ -45,7 +45,8 @@ pub enum Keys {
         admin: Admin,
     },
     /// List the data keys that seal personal data at rest, and the last rotation.
-    DataKeys(Admin),
+    #[command(name = "data-keys")]
+    DataKeyList(Admin),
     /// Seal new writes with a new data key at once and re-encrypt everything stored in the
     /// background, with no downtime; shows the re-encryption's progress until it finishes.
     RotateDataKey {
@@ -196,7 +197,7 @@ impl Keys {
                     .await?;
                 print_with_key(&answer)
             }
-            Keys::DataKeys(admin) => {
+            Keys::DataKeyList(admin) => {
                 let keys = admin.call(Method::GET, "/v1/admin/data-keys", None).await?;
                 print_data_keys(&keys);
                 Ok(())
@@ -299,9 +300,7 @@ async fn follow_rotation(admin: &Admin) -> Result<()> {
                     // Each place counts in its own units; weigh them equally.
                     let total = p["total"].as_u64().unwrap_or(0).max(1);
                     let value = p[field].as_u64().unwrap_or(0).min(total);
-                    if field == "total" {
-                        1000
-                    } else if p["finished"] == true {
+                    if field == "total" || p["finished"] == true {
                         1000
                     } else {
                         value * 1000 / total

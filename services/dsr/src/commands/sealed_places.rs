@@ -10,6 +10,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 type Pass<'a> = Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>>;
+/// A store's blocking re-encryption pass: how many values it re-sealed.
+type BlockingPass<S> = fn(&S, &dyn Fn(u64)) -> Result<u64, String>;
 
 pub struct Log(pub EmbeddedLog);
 
@@ -37,7 +39,7 @@ impl SealedPlace for Log {
 fn blocking<S: Clone + Send + 'static>(
     store: &S,
     progress: ProgressFn,
-    pass: fn(&S, &dyn Fn(u64)) -> Result<u64, String>,
+    pass: BlockingPass<S>,
 ) -> Pass<'static> {
     let store = store.clone();
     Box::pin(async move {
