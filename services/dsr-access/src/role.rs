@@ -85,10 +85,16 @@ pub enum Action {
     DraftScaleUp,
     /// Approve, trigger or revoke scale-up rules (the scale-up API).
     ApproveScaleUp,
+    /// `/v1/programs/{id}/changes`, `…/dead-letters`, `…/replay`: a program's own
+    /// eligibility changes (household ids), pulled or replayed to its webhook.
+    ReadProgramFeed,
+    /// `/v1/programs/{id}/webhook…`: register, change, remove a program's webhook and rotate
+    /// its signing secret.
+    ManageDelivery,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 10] = [
         Action::PublishEvents,
         Action::ReadHousehold,
         Action::ReadStatus,
@@ -97,6 +103,8 @@ impl Action {
         Action::ManageClients,
         Action::DraftScaleUp,
         Action::ApproveScaleUp,
+        Action::ReadProgramFeed,
+        Action::ManageDelivery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +117,8 @@ impl Action {
             Action::ManageClients => "clients.manage",
             Action::DraftScaleUp => "scale_up.draft",
             Action::ApproveScaleUp => "scale_up.approve",
+            Action::ReadProgramFeed => "program.feed.read",
+            Action::ManageDelivery => "program.delivery.manage",
         }
     }
 
@@ -126,6 +136,7 @@ impl Action {
                 "assigned areas only; fields of the named purpose"
             }
             (Action::ApproveScaleUp, Role::Approver) => "never a rule they drafted",
+            (Action::ReadProgramFeed, Role::Program) => "its own program only",
             _ => "",
         }
     }
@@ -144,6 +155,8 @@ pub fn permits(role: Role, action: Action) -> bool {
         ManageClients => matches!(role, Admin),
         DraftScaleUp => matches!(role, EmergencyCoordinator),
         ApproveScaleUp => matches!(role, Approver),
+        ReadProgramFeed => matches!(role, Program),
+        ManageDelivery => matches!(role, Admin),
     }
 }
 

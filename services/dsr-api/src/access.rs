@@ -59,7 +59,17 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         {
             Rule::Needs(ReadHousehold)
         }
-        "/v1/status" if get => Rule::Needs(ReadStatus),
+        "/v1/status" | "/v1/programs" | "/v1/programs/{id}/delivery" if get => {
+            Rule::Needs(ReadStatus)
+        }
+        "/v1/programs/{id}/changes" | "/v1/programs/{id}/dead-letters" if get => {
+            Rule::Needs(ReadProgramFeed)
+        }
+        "/v1/programs/{id}/replay" if post => Rule::Needs(ReadProgramFeed),
+        "/v1/programs/{id}/webhook" if method == Method::PUT || method == Method::DELETE => {
+            Rule::Needs(ManageDelivery)
+        }
+        "/v1/programs/{id}/webhook/rotate-secret" if post => Rule::Needs(ManageDelivery),
         "/v1/audit" if get => Rule::Needs(ReadAudit),
         p if p.starts_with("/v1/admin/clients") || p.starts_with("/v1/admin/data-keys") => {
             Rule::Needs(ManageClients)

@@ -44,6 +44,7 @@ pub mod bulk;
 pub mod data_keys;
 mod events;
 mod households;
+mod programs;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -102,6 +103,10 @@ pub struct ApiState {
     pub audit: Arc<dsr_audit::AuditLog>,
     /// The data keys that seal personal data at rest, and their rotation.
     pub data_keys: Arc<data_keys::DataKeys>,
+    /// The programs the processor evaluates.
+    pub programs: Arc<Vec<dsr_core::eligibility::Program>>,
+    /// Their webhooks, dead letters, delivery counters and pull feed.
+    pub delivery: Arc<dsr_delivery::Delivery>,
 }
 
 impl ApiState {
@@ -139,7 +144,8 @@ impl ApiState {
         (name = "events", description = "Life events from systems that cannot speak Kafka"),
         (name = "households", description = "Households, their need scores and program statuses, from the serving store"),
         (name = "operations", description = "Health, readiness and the pipeline's backlog"),
-        (name = "identity", description = "Access tokens, public keys, clients and the audit log")
+        (name = "identity", description = "Access tokens, public keys, clients and the audit log"),
+        (name = "programs", description = "Programs, their webhooks, pull feed, dead letters and replay")
     ),
     security(("bearer" = []), ("basic" = []))
 )]
@@ -263,6 +269,13 @@ fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(data_keys::get_data_keys))
         .routes(routes!(data_keys::rotate_data_key))
         .routes(routes!(data_keys::retire_data_key))
+        .routes(routes!(programs::list_programs))
+        .routes(routes!(programs::get_delivery))
+        .routes(routes!(programs::put_webhook, programs::delete_webhook))
+        .routes(routes!(programs::rotate_secret))
+        .routes(routes!(programs::get_changes))
+        .routes(routes!(programs::get_dead_letters))
+        .routes(routes!(programs::post_replay))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

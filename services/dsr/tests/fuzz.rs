@@ -418,6 +418,9 @@ async fn openapi_fuzzing_finds_no_server_error_and_no_way_around_authentication(
                 persons[0].clone()
             } else if path.starts_with("/v1/events:bulk/reports/") {
                 report_id.clone()
+            } else if path.starts_with("/v1/programs/") {
+                // The fuzzing program client's own program.
+                program.to_string()
             } else {
                 victims[0].clone()
             };

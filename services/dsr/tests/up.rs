@@ -403,6 +403,9 @@ async fn check_openapi_document(client: &support::up::Api, base: &str) {
             let request = match method.as_str() {
                 "get" => client.get(&url),
                 "post" => client.post(&url),
+                // Admin operations (webhooks), as the admin.
+                "put" => client.admin.put(&url),
+                "delete" => client.admin.delete(&url),
                 other => panic!("{path}: method {other} not expected"),
             };
             let response = request.send().await.unwrap();

@@ -88,3 +88,26 @@ impl SealedPlace for Serving {
         })
     }
 }
+
+/// The programs' webhook secrets and dead letters.
+pub struct Delivery(pub std::sync::Arc<dsr_delivery::Delivery>);
+
+impl SealedPlace for Delivery {
+    fn name(&self) -> &'static str {
+        "webhook secrets and delivery dead letters"
+    }
+
+    fn size(&self) -> u64 {
+        self.0.subscriptions.secret_count() + self.0.dead_letters.len()
+    }
+
+    fn reencrypt(&self, progress: ProgressFn) -> Pass<'_> {
+        blocking(&self.0, progress, |d, p| {
+            let secrets = d.subscriptions.reencrypt().map_err(|e| e.to_string())?;
+            p(secrets);
+            let letters = d.dead_letters.reencrypt().map_err(|e| e.to_string())?;
+            p(secrets + letters);
+            Ok(secrets + letters)
+        })
+    }
+}

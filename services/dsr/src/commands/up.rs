@@ -281,6 +281,26 @@ impl UpConfig {
             max_wait: Duration::from_secs(self.max_wait_seconds),
         };
         let state = FjallState::open(self.data_dir.join("processor"), Arc::clone(&keyring))?;
+        // Delivery to the programs: webhooks, dead letters, the pull feed.
+        let delivery_dir = self.data_dir.join("delivery");
+        let delivery = Arc::new(dsr_delivery::Delivery::new(
+            programs
+                .iter()
+                .map(|p| dsr_delivery::ProgramTopic {
+                    program_id: p.id.to_string(),
+                    topic: topics.eligibility(&p.id),
+                })
+                .collect(),
+            dsr_delivery::Subscriptions::open(&delivery_dir, Arc::clone(&keyring))
+                .context("opening the webhook subscriptions")?,
+            dsr_delivery::DeadLetters::open(
+                &delivery_dir.join("dead-letters"),
+                Arc::clone(&keyring),
+            )
+            .context("opening the delivery dead-letter store")?,
+            Arc::new(log.clone()),
+        ));
+        let program_list = Arc::new(programs.clone());
         let processor = HouseholdProcessor {
             log: log.clone(),
             codec: codec(),
@@ -379,8 +399,11 @@ impl UpConfig {
                         dir: self.data_dir.join("bulk-reports"),
                         keyring: Arc::clone(&keyring),
                     }),
+                    Arc::new(super::sealed_places::Delivery(Arc::clone(&delivery))),
                 ],
             )),
+            programs: program_list,
+            delivery: Arc::clone(&delivery),
         });
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -420,6 +443,17 @@ impl UpConfig {
             });
         }
         {
+            let rx = stop_rx.clone();
+            let log = log.clone();
+            tasks.spawn(async move {
+                delivery
+                    .run(log, rx)
+                    .await
+                    .map(|_| "program delivery")
+                    .context("program delivery stopped")
+            });
+        }
+        {
             // Seals the audit log every second, so at most the last second of entries is
             // not yet covered by a signature; and once more on the way out.
             let audit = Arc::clone(&audit);
@@ -456,6 +490,7 @@ impl UpConfig {
              GET  http://{address}/v1/households/ID      a household, its need score and programs\n  \
              GET  http://{address}/v1/households/ID/history\n  \
              GET  http://{address}/v1/status             backlog of each stage\n  \
+             GET  http://{address}/v1/programs           programs; PUT …/ID/webhook, GET …/ID/changes\n  \
              GET  http://{address}/readyz                ready once the serving store caught up\n  \
              GET  http://{address}/subjects              the schema registry API\n  \
              GET  http://{address}/openapi.json          the OpenAPI document of this API\n  \

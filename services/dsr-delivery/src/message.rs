@@ -1,0 +1,168 @@
+//! What a program receives: one JSON message per eligibility change, shaped as a Standard
+//! Webhooks payload (`type`, `timestamp`, `data`), the same on a webhook, in the pull feed and
+//! in the dead-letter store. The message id is the change's deterministic id, so a message
+//! delivered twice (after a crash, a retry or a replay) is recognisable as the same one.
+
+use dsr_core::eligibility::ChangeKind;
+use dsr_core::{EligibilityChange, Micros};
+use dsr_log::ConsumedRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// One message to a program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The change id (the `webhook-id` of a single delivery).
+    pub id: String,
+    /// `eligibility.entered`, `eligibility.changed` or `eligibility.exited`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When the event that caused it happened (RFC 3339).
+    pub timestamp: String,
+    /// The change: household id, kind, reasons, benefit, rule and household versions, cause.
+    pub data: serde_json::Value,
+    /// Where the message is in the program's topic: `partition:offset`. Not personal data; lets
+    /// a program or an operator find the message again.
+    pub position: String,
+}
+
+impl Message {
+    /// The message for `change`, read at `partition:offset` of the program's topic.
+    ///
+    /// An eligibility change carries the household id and the inputs of the program's own rule
+    /// (in `reasons`), which the program's data-sharing agreement covers by definition; nothing
+    /// else about the household is sent.
+    pub fn from_change(change: &EligibilityChange, partition: i32, offset: i64) -> Message {
+        let kind = match change.kind {
+            ChangeKind::Entered => "entered",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Exited => "exited",
+            ChangeKind::Unchanged => "unchanged",
+        };
+        Message {
+            id: change.change_id.to_string(),
+            kind: format!("eligibility.{kind}"),
+            timestamp: change.occurred_at.to_string(),
+            data: json!({
+                "change_id": change.change_id.to_string(),
+                "program_id": change.program_id.as_str(),
+                "household_id": change.household_id.as_str(),
+                "kind": kind,
+                "reasons": change.reasons,
+                "benefit": change.benefit,
+                "rule_version": change.rule_version,
+                "household_version": change.household_version,
+                "caused_by": change.caused_by.to_string(),
+                "occurred_at": change.occurred_at.to_string(),
+            }),
+            position: format!("{partition}:{offset}"),
+        }
+    }
+
+    /// Decodes a record of a program's eligibility topic (Confluent wire format, Avro
+    /// `EligibilityChange`).
+    pub fn from_record(record: &ConsumedRecord) -> Result<Message, String> {
+        let bytes = record
+            .value
+            .as_deref()
+            .ok_or_else(|| format!("record {}:{} has no value", record.partition, record.offset))?;
+        let (_, body) = dsr_contracts::wire::unframe(bytes).map_err(|e| {
+            format!(
+                "record {}:{} is not in the wire format: {e}",
+                record.partition, record.offset
+            )
+        })?;
+        let change = dsr_contracts::avro::fast::decode_eligibility_change(body).map_err(|e| {
+            format!(
+                "record {}:{} is not an eligibility change: {e}",
+                record.partition, record.offset
+            )
+        })?;
+        Ok(Message::from_change(
+            &change,
+            record.partition,
+            record.offset,
+        ))
+    }
+
+    /// The household the message is about.
+    pub fn household_id(&self) -> &str {
+        self.data
+            .get("household_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+
+    /// The body of a single delivery.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a message serializes")
+    }
+}
+
+/// The body of a batched delivery: `{"type": "eligibility.batch", "timestamp", "data":
+/// {"messages": [...]}}`, with `webhook-id` derived from the ids of the messages it holds, so
+/// the same batch sent again carries the same id.
+pub fn batch_body(messages: &[Message], timestamp: &str) -> (String, Vec<u8>) {
+    let id = batch_id(messages);
+    let body = json!({
+        "type": "eligibility.batch",
+        "timestamp": timestamp,
+        "data": { "messages": messages },
+    });
+    (id, serde_json::to_vec(&body).expect("a batch serializes"))
+}
+
+/// `batch_<uuid v5 of the message ids>`; a batch of one is the message's own id.
+pub fn batch_id(messages: &[Message]) -> String {
+    if let [one] = messages {
+        return one.id.clone();
+    }
+    let mut joined = String::with_capacity(messages.len() * 37);
+    for m in messages {
+        joined.push_str(&m.id);
+        joined.push(',');
+    }
+    format!(
+        "batch_{}",
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, joined.as_bytes())
+    )
+}
+
+/// Now, as RFC 3339, from milliseconds since the epoch.
+pub fn rfc3339_ms(ms: i64) -> String {
+    Micros(ms * 1000).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_becomes_a_message_with_its_id_and_kind() {
+        for change in dsr_contracts::fixtures::eligibility_changes() {
+            let m = Message::from_change(&change, 3, 17);
+            assert_eq!(m.id, change.change_id.to_string());
+            assert!(m.kind.starts_with("eligibility."));
+            assert_eq!(m.household_id(), change.household_id.as_str());
+            assert_eq!(m.position, "3:17");
+            let back: Message = serde_json::from_slice(&m.body()).unwrap();
+            assert_eq!(back, m);
+        }
+    }
+
+    #[test]
+    fn a_batch_id_depends_on_the_messages_only() {
+        let all: Vec<Message> = dsr_contracts::fixtures::eligibility_changes()
+            .iter()
+            .map(|c| Message::from_change(c, 0, 0))
+            .collect();
+        assert!(all.len() >= 2);
+        let (a, _) = batch_body(&all, "t1");
+        let (b, _) = batch_body(&all, "t2");
+        assert_eq!(a, b);
+        let (c, _) = batch_body(&all[..1], "t1");
+        assert_eq!(c, all[0].id);
+        let (d, _) = batch_body(&all[1..], "t1");
+        assert_ne!(a, d);
+    }
+}
