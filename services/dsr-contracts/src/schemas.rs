@@ -32,9 +32,17 @@ pub const HOUSEHOLD_RECORD: &str = "HouseholdRecord";
 /// The top-level record of the eligibility topics (`dsr.eligibility.<program>`).
 pub const ELIGIBILITY_CHANGE: &str = "EligibilityChange";
 
+/// The top-level record of `dsr.beneficiary-events` (life events about programs' beneficiaries).
+pub const BENEFICIARY_EVENT: &str = "BeneficiaryEvent";
+
 /// The top-level records, one per kind of topic: `LifeEvent` (required in every set) and the
 /// pipeline's outputs (sets of released versions before they existed lack them).
-pub const ROOTS: &[&str] = &[ROOT, HOUSEHOLD_RECORD, ELIGIBILITY_CHANGE];
+pub const ROOTS: &[&str] = &[
+    ROOT,
+    HOUSEHOLD_RECORD,
+    ELIGIBILITY_CHANGE,
+    BENEFICIARY_EVENT,
+];
 
 /// The current schema files as `(type name, JSON)`, in dependency order: code lists, shared
 /// records, payloads, `LifeEvent`, then the pipeline's outputs (`HouseholdRecord`,
@@ -96,6 +104,7 @@ pub const FILES: &[(&str, &str)] = embed!(
     "ProgramStatus",
     "HouseholdRecord",
     "EligibilityChange",
+    "BeneficiaryEvent",
     // The household processor's internal state changelog.
     "ParkedEvents",
 );
@@ -392,6 +401,14 @@ pub fn eligibility_change_schema() -> &'static Schema {
     current()
         .eligibility_change()
         .expect("the embedded schemas define EligibilityChange (a dsr-contracts test checks it)")
+}
+
+/// The current top-level `BeneficiaryEvent` schema (embedded): the value of
+/// `dsr.beneficiary-events`.
+pub fn beneficiary_event_schema() -> &'static Schema {
+    current()
+        .root(BENEFICIARY_EVENT)
+        .expect("the embedded schemas define BeneficiaryEvent (a dsr-contracts test checks it)")
 }
 
 /// The `ParkedEvents` schema (embedded): the value of `dsr.household-parked`, the changelog

@@ -32,6 +32,6 @@ pub use codes::CodeList;
 pub use event::{Envelope, Event, InvalidEvent, Payload};
 pub use household::{Household, Member};
 pub use ids::{AreaCode, Date, EventId, HouseholdId, Micros, PersonId};
-pub use process::{process, Context, EligibilityChange, Processed};
+pub use process::{process, BeneficiaryEvent, Context, EligibilityChange, Processed};
 pub use reducer::{apply, Applied, ApplyError, Effect};
 pub use score::PmtModel;

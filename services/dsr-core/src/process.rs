@@ -33,6 +33,29 @@ pub struct EligibilityChange {
     pub occurred_at: Micros,
 }
 
+/// A life event about a household that was a program's beneficiary when it happened (a death,
+/// a birth, a move, a disability assessment: what the program's `notify_life_events` lists).
+/// Its id is derived from the event and the program, like a change's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BeneficiaryEvent {
+    pub notice_id: EventId,
+    pub program_id: CompactString,
+    pub household_id: HouseholdId,
+    /// The life event's type (`PersonDied`, …).
+    pub event_type: CompactString,
+    /// The person it is about, when the event names one.
+    pub person_id: Option<PersonId>,
+    pub occurred_at: Micros,
+    pub caused_by: EventId,
+    /// The household record's version after the event.
+    pub household_version: u64,
+}
+
+/// The id of the beneficiary notice `event` caused for `program_id`.
+pub fn notice_id(event: &EventId, program_id: &str) -> EventId {
+    derived_id(event, &format!("life-event:{program_id}"))
+}
+
 /// The id of the eligibility change `event` caused for `program_id`.
 pub fn change_id(event: &EventId, program_id: &str) -> EventId {
     derived_id(event, &format!("eligibility:{program_id}"))
@@ -43,6 +66,8 @@ pub fn change_id(event: &EventId, program_id: &str) -> EventId {
 pub struct Processed {
     pub effects: Vec<Effect>,
     pub changes: Vec<EligibilityChange>,
+    /// Life events about households that were a program's beneficiaries (one per program).
+    pub notices: Vec<BeneficiaryEvent>,
     /// Programs whose rule could not be evaluated for this household (status kept as it was).
     pub rule_errors: Vec<(CompactString, EvalError)>,
     pub duplicate: bool,
@@ -71,6 +96,7 @@ pub fn process(
         }
     };
     let mut changes = Vec::new();
+    let mut notices = Vec::new();
     let mut rule_errors = Vec::new();
     if !applied.duplicate {
         // Facts do not depend on the score, so one derivation serves both.
@@ -93,6 +119,20 @@ pub fn process(
             p.inputs_into(&input, &mut inputs);
             let index = statuses.iter().position(|s| s.program_id == p.id);
             let previous = index.map(|i| &statuses[i]);
+            let event_type = event.payload.event_type();
+            if previous.is_some_and(|s| s.eligible) && p.life_events.iter().any(|t| t == event_type)
+            {
+                notices.push(BeneficiaryEvent {
+                    notice_id: notice_id(&event.envelope.event_id, &p.id),
+                    program_id: p.id.clone(),
+                    household_id: h.household_id.clone(),
+                    event_type: event_type.into(),
+                    person_id: event.subject_person().cloned(),
+                    occurred_at: event.envelope.occurred_at,
+                    caused_by: event.envelope.event_id,
+                    household_version: h.version,
+                });
+            }
             let kind = ChangeKind::between(
                 previous.map(|s| (s.eligible, s.benefit)),
                 (eligible, benefit),
@@ -142,6 +182,7 @@ pub fn process(
     Ok(Processed {
         effects: applied.effects,
         changes,
+        notices,
         rule_errors,
         duplicate: applied.duplicate,
         late: applied.late,
@@ -214,6 +255,18 @@ mod tests {
             .changes
             .iter()
             .any(|c| c.program_id == "child-grant" && c.kind == ChangeKind::Exited));
+        // The child grant was told of the death of its beneficiary's child, with its own id.
+        let notice = out
+            .notices
+            .iter()
+            .find(|n| n.program_id == "child-grant")
+            .expect("a notice to the child grant");
+        assert_eq!(notice.event_type, "PersonDied");
+        assert_eq!(notice.person_id, Some(person(1, 2)));
+        assert_eq!(
+            notice.notice_id,
+            notice_id(&died.envelope.event_id, "child-grant")
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! delivered twice (after a crash, a retry or a replay) is recognisable as the same one.
 
 use dsr_core::eligibility::ChangeKind;
-use dsr_core::{EligibilityChange, Micros};
+use dsr_core::{BeneficiaryEvent, EligibilityChange, Micros};
 use dsr_log::ConsumedRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -57,6 +57,74 @@ impl Message {
             }),
             position: format!("{partition}:{offset}"),
         }
+    }
+
+    /// The message for a life event about a beneficiary household, read at `partition:offset`
+    /// of `dsr.beneficiary-events`. The person is named only when the program may see member
+    /// ids (`members.person_id` in its `fields_allowed`).
+    pub fn from_notice(
+        n: &BeneficiaryEvent,
+        person_ids_allowed: bool,
+        partition: i32,
+        offset: i64,
+    ) -> Message {
+        let kind = snake(&n.event_type);
+        let mut data = json!({
+            "notice_id": n.notice_id.to_string(),
+            "program_id": n.program_id.as_str(),
+            "household_id": n.household_id.as_str(),
+            "event_type": n.event_type.as_str(),
+            "occurred_at": n.occurred_at.to_string(),
+            "caused_by": n.caused_by.to_string(),
+            "household_version": n.household_version,
+        });
+        if person_ids_allowed {
+            if let Some(p) = &n.person_id {
+                data["person_id"] = json!(p.as_str());
+            }
+        }
+        Message {
+            id: n.notice_id.to_string(),
+            kind: format!("life_event.{kind}"),
+            timestamp: n.occurred_at.to_string(),
+            data,
+            position: format!("b{partition}:{offset}"),
+        }
+    }
+
+    /// Decodes a record of a program's topics: its eligibility topic (Avro
+    /// `EligibilityChange`) or `dsr.beneficiary-events` (Avro `BeneficiaryEvent`), both in
+    /// Confluent wire format.
+    pub fn from_program_record(
+        record: &ConsumedRecord,
+        notices_topic: &str,
+        person_ids_allowed: bool,
+    ) -> Result<Message, String> {
+        if record.topic != notices_topic {
+            return Message::from_record(record);
+        }
+        let bytes = record
+            .value
+            .as_deref()
+            .ok_or_else(|| format!("record {}:{} has no value", record.partition, record.offset))?;
+        let (_, body) = dsr_contracts::wire::unframe(bytes).map_err(|e| {
+            format!(
+                "record {}:{} is not in the wire format: {e}",
+                record.partition, record.offset
+            )
+        })?;
+        let notice = dsr_contracts::avro::decode_beneficiary_event(body).map_err(|e| {
+            format!(
+                "record {}:{} is not a beneficiary event: {e}",
+                record.partition, record.offset
+            )
+        })?;
+        Ok(Message::from_notice(
+            &notice,
+            person_ids_allowed,
+            record.partition,
+            record.offset,
+        ))
     }
 
     /// Decodes a record of a program's eligibility topic (Confluent wire format, Avro
@@ -128,6 +196,27 @@ pub fn batch_id(messages: &[Message]) -> String {
     )
 }
 
+/// `PersonDied` → `person_died`.
+fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a record of `dsr.beneficiary-events` is for `program` (its `dsr-program` header).
+pub fn is_for(record: &ConsumedRecord, program: &str) -> bool {
+    record.header("dsr-program") == Some(program.as_bytes())
+}
+
 /// Now, as RFC 3339, from milliseconds since the epoch.
 pub fn rfc3339_ms(ms: i64) -> String {
     Micros(ms * 1000).to_string()
@@ -148,6 +237,28 @@ mod tests {
             let back: Message = serde_json::from_slice(&m.body()).unwrap();
             assert_eq!(back, m);
         }
+    }
+
+    #[test]
+    fn a_notice_names_the_person_only_when_allowed() {
+        let n = BeneficiaryEvent {
+            notice_id: uuid::Uuid::from_u128(1),
+            program_id: "old-age-pension".into(),
+            household_id: dsr_core::HouseholdId::new("H-1"),
+            event_type: "PersonDied".into(),
+            person_id: Some(dsr_core::PersonId::new("P-1")),
+            occurred_at: Micros(0),
+            caused_by: uuid::Uuid::from_u128(2),
+            household_version: 3,
+        };
+        let m = Message::from_notice(&n, true, 1, 2);
+        assert_eq!(m.kind, "life_event.person_died");
+        assert_eq!(m.data["person_id"], "P-1");
+        assert_eq!(m.position, "b1:2");
+        assert!(Message::from_notice(&n, false, 1, 2)
+            .data
+            .get("person_id")
+            .is_none());
     }
 
     #[test]

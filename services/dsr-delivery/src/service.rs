@@ -5,17 +5,57 @@ use crate::access::LogAccess;
 use crate::dead_letters::{DeadLetterError, DeadLetters};
 use crate::message::Message;
 use crate::subscriptions::{SubscriptionError, Subscriptions, WebhookView};
-use dsr_log::{LogError, TopicPartition};
+use dsr_log::{ConsumedRecord, LogError, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A program whose changes are delivered, and the topic they are read from.
+/// A program whose changes are delivered, and the topics they are read from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProgramTopic {
     pub program_id: String,
+    /// Its eligibility changes (`dsr.eligibility.<program>`).
     pub topic: String,
+    /// Life events about beneficiaries of every program (`dsr.beneficiary-events`); this
+    /// program's are the records whose `dsr-program` header names it.
+    pub notices_topic: String,
+    /// Whether the program may see member ids (`members.person_id` in `fields_allowed`): a
+    /// life event names the person only then.
+    pub person_ids_allowed: bool,
+}
+
+impl ProgramTopic {
+    /// Both topics, the eligibility topic first.
+    pub fn topics(&self) -> [&str; 2] {
+        [self.topic.as_str(), self.notices_topic.as_str()]
+    }
+
+    /// The message of a record of either topic; `None` for another program's life event.
+    pub fn message(&self, record: &ConsumedRecord) -> Option<Result<Message, String>> {
+        if record.topic == self.notices_topic && !crate::message::is_for(record, &self.program_id) {
+            return None;
+        }
+        Some(Message::from_program_record(
+            record,
+            &self.notices_topic,
+            self.person_ids_allowed,
+        ))
+    }
+
+    /// Every partition of both topics, in cursor order.
+    pub(crate) async fn partitions(
+        &self,
+        log: &dyn LogAccess,
+    ) -> Result<Vec<TopicPartition>, LogError> {
+        let mut out = Vec::new();
+        for topic in self.topics() {
+            for p in 0..log.partitions(topic).await? {
+                out.push(TopicPartition::new(topic, p));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +83,8 @@ pub(crate) struct Counters {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub last_error_at_ms: Option<i64>,
-    /// The next offset to deliver, per partition (what the worker committed).
-    pub positions: BTreeMap<i32, i64>,
+    /// The next offset to deliver, per topic partition (what the worker committed).
+    pub positions: BTreeMap<(String, i32), i64>,
     pub replays_done: u64,
 }
 
@@ -167,13 +207,11 @@ impl Delivery {
     ) -> Result<DeliveryStatus, DeliveryError> {
         let p = self.program(program)?.clone();
         let c = self.counters(program, |c| c.clone());
-        let partitions = self.log.partitions(&p.topic).await?;
         let mut pending = 0;
         let mut oldest: Option<i64> = None;
-        for partition in 0..partitions {
-            let tp = TopicPartition::new(p.topic.clone(), partition);
+        for tp in p.partitions(self.log.as_ref()).await? {
             let end = self.log.end(&tp).await?;
-            let position = match c.positions.get(&partition) {
+            let position = match c.positions.get(&(tp.topic.clone(), tp.partition)) {
                 Some(&o) => o,
                 None => self.log.beginning(&tp).await?,
             };
@@ -224,17 +262,13 @@ impl Delivery {
         wait: Duration,
     ) -> Result<FeedPage, DeliveryError> {
         let p = self.program(program)?.clone();
-        let partitions = self.log.partitions(&p.topic).await?;
+        let partitions = p.partitions(self.log.as_ref()).await?;
         let mut positions = match after {
-            Some(cursor) => decode_cursor(cursor, partitions)?,
+            Some(cursor) => decode_cursor(cursor, partitions.len() as i32)?,
             None => {
                 let mut v = Vec::new();
-                for partition in 0..partitions {
-                    v.push(
-                        self.log
-                            .beginning(&TopicPartition::new(p.topic.clone(), partition))
-                            .await?,
-                    );
+                for tp in &partitions {
+                    v.push(self.log.beginning(tp).await?);
                 }
                 v
             }
@@ -243,25 +277,19 @@ impl Delivery {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let mut messages = Vec::new();
-            for partition in 0..partitions {
+            for (i, tp) in partitions.iter().enumerate() {
                 if messages.len() >= limit {
                     break;
                 }
-                let tp = TopicPartition::new(p.topic.clone(), partition);
                 let records = self
                     .log
-                    .read(
-                        &tp,
-                        positions[partition as usize],
-                        limit - messages.len(),
-                        Duration::ZERO,
-                    )
+                    .read(tp, positions[i], limit - messages.len(), Duration::ZERO)
                     .await?;
                 for r in records {
-                    positions[partition as usize] = r.next_offset();
+                    positions[i] = r.next_offset();
                     // A record that does not decode cannot be shown; the webhook worker
                     // dead-letters it with the reason.
-                    if let Ok(m) = Message::from_record(&r) {
+                    if let Some(Ok(m)) = p.message(&r) {
                         messages.push(m);
                     }
                 }
@@ -362,7 +390,8 @@ impl Delivery {
     }
 }
 
-/// `c1-<offset>.<offset>…`, one offset per partition.
+/// `c1-<offset>.<offset>…`, one offset per partition: the eligibility topic's, then the
+/// life events topic's.
 pub fn encode_cursor(positions: &[i64]) -> String {
     let offsets: Vec<String> = positions.iter().map(|o| o.to_string()).collect();
     format!("c1-{}", offsets.join("."))

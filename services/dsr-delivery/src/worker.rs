@@ -91,7 +91,7 @@ impl Delivery {
                 }
                 continue;
             }
-            let mut member = log.join_group(&group, &[program.topic.as_str()])?;
+            let mut member = log.join_group(&group, &program.topics())?;
             let result = self.deliver(&mut member, &program, &mut stop).await;
             let _ = member.leave().await;
             result?;
@@ -130,28 +130,36 @@ impl Delivery {
                                 Some(o) => o,
                                 None => self.log.beginning(tp).await?,
                             };
-                            self.counters(id, |c| c.positions.insert(tp.partition, at));
+                            self.counters(id, |c| {
+                                c.positions.insert((tp.topic.clone(), tp.partition), at)
+                            });
                         }
                     }
                     GroupEvent::Revoked(tps) => self.counters(id, |c| {
                         for tp in &tps {
-                            c.positions.remove(&tp.partition);
+                            c.positions.remove(&(tp.topic.clone(), tp.partition));
                         }
                     }),
                     GroupEvent::Records(records) => {
-                        let mut by_partition: BTreeMap<i32, Vec<ConsumedRecord>> = BTreeMap::new();
+                        let mut by_partition: BTreeMap<(String, i32), Vec<ConsumedRecord>> =
+                            BTreeMap::new();
                         for r in records {
-                            by_partition.entry(r.partition).or_default().push(r);
+                            by_partition
+                                .entry((r.topic.clone(), r.partition))
+                                .or_default()
+                                .push(r);
                         }
-                        for (partition, records) in by_partition {
-                            let tp = TopicPartition::new(program.topic.clone(), partition);
+                        for ((topic, partition), records) in by_partition {
+                            let tp = TopicPartition::new(topic.clone(), partition);
                             for chunk in records.chunks(hook.batch_size) {
-                                if !self.send_chunk(&hook, id, chunk, stop).await? {
+                                if !self.send_chunk(&hook, program, chunk, stop).await? {
                                     return Ok(());
                                 }
                                 let next = chunk.last().expect("a chunk").next_offset();
                                 member.commit(&[(tp.clone(), next)]).await?;
-                                self.counters(id, |c| c.positions.insert(partition, next));
+                                self.counters(id, |c| {
+                                    c.positions.insert((topic.clone(), partition), next)
+                                });
                             }
                         }
                     }
@@ -165,15 +173,17 @@ impl Delivery {
     async fn send_chunk(
         &self,
         hook: &Webhook,
-        program: &str,
+        topics: &ProgramTopic,
         chunk: &[ConsumedRecord],
         stop: &mut watch::Receiver<bool>,
     ) -> Result<bool, DeliveryError> {
+        let program = topics.program_id.as_str();
         let mut messages = Vec::with_capacity(chunk.len());
         for r in chunk {
-            match Message::from_record(r) {
-                Ok(m) => messages.push(m),
-                Err(reason) => {
+            match topics.message(r) {
+                None => {}
+                Some(Ok(m)) => messages.push(m),
+                Some(Err(reason)) => {
                     let unreadable = Message {
                         id: format!("unreadable-{}-{}", r.partition, r.offset),
                         kind: "unreadable".into(),
@@ -334,9 +344,7 @@ impl Delivery {
                 }
             }
             Replay::Since(from_ms) => {
-                let partitions = self.log.partitions(&program.topic).await?;
-                for partition in 0..partitions {
-                    let tp = TopicPartition::new(program.topic.clone(), partition);
+                for tp in program.partitions(self.log.as_ref()).await? {
                     let end = self.log.end(&tp).await?;
                     let mut from = self.log.beginning(&tp).await?;
                     while from < end {
@@ -353,7 +361,7 @@ impl Delivery {
                             })
                             .collect();
                         for chunk in wanted.chunks(hook.batch_size) {
-                            if !self.send_chunk(hook, id, chunk, stop).await? {
+                            if !self.send_chunk(hook, program, chunk, stop).await? {
                                 return Ok(false);
                             }
                         }

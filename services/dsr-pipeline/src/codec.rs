@@ -18,6 +18,7 @@ pub struct SchemaIds {
     pub household: u32,
     pub change: u32,
     pub parked: u32,
+    pub beneficiary: u32,
 }
 
 /// Registers dsr's schemas for the topics that carry them (TopicNameStrategy subjects) and
@@ -64,11 +65,18 @@ pub async fn register(
                 .await?
         }
     };
+    let beneficiary = client
+        .register(
+            &format!("{}-value", crate::runner::BENEFICIARY_EVENTS),
+            &json(schemas::beneficiary_event_schema()),
+        )
+        .await?;
     Ok(SchemaIds {
         life_event,
         household,
         change,
         parked,
+        beneficiary,
     })
 }
 
@@ -209,6 +217,11 @@ impl Codec for WireCodec {
         Ok(out)
     }
 
+    fn encode_beneficiary(&self, notice: &dsr_core::BeneficiaryEvent) -> Result<Vec<u8>, String> {
+        let body = avro::encode_beneficiary_event(notice).map_err(|e| e.to_string())?;
+        Ok(wire::frame(self.ids.beneficiary, &body))
+    }
+
     fn encode_parked(&self, household: &HouseholdId, events: &[Event]) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(64 + 300 * events.len());
         wire::frame_into(self.ids.parked, &mut out);
@@ -308,6 +321,7 @@ mod tests {
             household: 2,
             change: 3,
             parked: 4,
+            beneficiary: 99,
         });
         let pop = dsr_synth::fixtures::small_population(3, 5);
         let events: Vec<Event> = pop.events.into_iter().take(3).collect();

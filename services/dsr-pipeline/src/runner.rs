@@ -42,10 +42,14 @@ pub trait Codec: Send + Sync {
     fn encode_household(&self, household: &Household) -> Result<Vec<u8>, String>;
     fn decode_household(&self, bytes: &[u8]) -> Result<Household, String>;
     fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String>;
+    fn encode_beneficiary(&self, notice: &dsr_core::BeneficiaryEvent) -> Result<Vec<u8>, String>;
     /// A household's waiting list (the `dsr.household-parked` value) and back.
     fn encode_parked(&self, household: &HouseholdId, events: &[Event]) -> Result<Vec<u8>, String>;
     fn decode_parked(&self, bytes: &[u8]) -> Result<(HouseholdId, Vec<Event>), String>;
 }
+
+/// The topic of life events about programs' beneficiaries.
+pub const BENEFICIARY_EVENTS: &str = "dsr.beneficiary-events";
 
 /// The topics the processor reads and writes.
 #[derive(Clone, Debug)]
@@ -57,6 +61,8 @@ pub struct Topics {
     pub dead_letter: String,
     /// `dsr.eligibility.` — the program id follows.
     pub eligibility_prefix: String,
+    /// Life events about programs' beneficiaries (every program; header `dsr-program`).
+    pub beneficiary_events: String,
 }
 
 impl Default for Topics {
@@ -67,6 +73,7 @@ impl Default for Topics {
             parked: "dsr.household-parked".into(),
             dead_letter: "dsr.dead-letter".into(),
             eligibility_prefix: "dsr.eligibility.".into(),
+            beneficiary_events: BENEFICIARY_EVENTS.into(),
         }
     }
 }
@@ -241,6 +248,7 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
             self.topics.changelog.clone(),
             self.topics.parked.clone(),
             self.topics.dead_letter.clone(),
+            self.topics.beneficiary_events.clone(),
         ];
         exclusive.extend(
             self.programs
@@ -505,6 +513,17 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                         Record::new(change.household_id.as_str(), value)
                             .with_partition(p)
                             .with_header("dsr-change-id", change.change_id.to_string()),
+                    )
+                }
+                Output::Beneficiary { notice, source } => {
+                    let value = self.codec.encode_beneficiary(notice).map_err(enc)?;
+                    (
+                        self.topics.beneficiary_events.clone(),
+                        *source,
+                        Record::new(notice.household_id.as_str(), value)
+                            .with_partition(p)
+                            .with_header("dsr-program", notice.program_id.as_str())
+                            .with_header("dsr-notice-id", notice.notice_id.to_string()),
                     )
                 }
                 Output::Derived { event, source } => {

@@ -46,6 +46,12 @@ pub enum Output {
         change: EligibilityChange,
         source: Source,
     },
+    /// A life event about a household that was a program's beneficiary, to
+    /// `dsr.beneficiary-events`.
+    Beneficiary {
+        notice: dsr_core::BeneficiaryEvent,
+        source: Source,
+    },
     /// A derived event for another household (the receiving side of a move), to
     /// `dsr.household-events`.
     Derived { event: Box<Event>, source: Source },
@@ -321,6 +327,12 @@ impl<S: PartitionState> HouseholdTask<S> {
         for change in p.changes {
             out.outputs.push(Output::Eligibility {
                 change,
+                source: next(offset, seq),
+            });
+        }
+        for notice in p.notices {
+            out.outputs.push(Output::Beneficiary {
+                notice,
                 source: next(offset, seq),
             });
         }

@@ -392,11 +392,21 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
     for (program, feed) in &feeds {
         let requests = &received[*program];
         let delivered = first_copies(requests);
-        assert_eq!(
-            by_household(&delivered),
-            by_household(feed),
-            "{program}: the webhook got what the topic holds, in per-household order"
-        );
+        // Changes and life events come from two topics: each is in per-household order, the
+        // two are not ordered with each other.
+        for prefix in ["eligibility.", "life_event."] {
+            let only = |ms: &[Value]| -> Vec<Value> {
+                ms.iter()
+                    .filter(|m| m["type"].as_str().unwrap().starts_with(prefix))
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(
+                by_household(&only(&delivered)),
+                by_household(&only(feed)),
+                "{program}: the webhook got the {prefix}* messages the topics hold, in per-household order"
+            );
+        }
         // A webhook-id always names the same messages.
         let mut seen: HashMap<&str, Vec<&str>> = HashMap::new();
         for r in requests {
@@ -421,6 +431,90 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
         "the child grant's changes came in batches"
     );
 
+    // A death in a pension beneficiary household: the pension is told of it (a life-event
+    // notification naming the person, which the pension may see) and, with nobody of 65 or
+    // more left, the household exits.
+    let pension_feed = &feeds["old-age-pension"];
+    let mut last_kind: BTreeMap<String, String> = BTreeMap::new();
+    for m in pension_feed
+        .iter()
+        .filter(|m| m["type"].as_str().unwrap().starts_with("eligibility."))
+    {
+        last_kind.insert(
+            m["data"]["household_id"].as_str().unwrap().to_owned(),
+            m["data"]["kind"].as_str().unwrap().to_owned(),
+        );
+    }
+    let today = now.date();
+    let cutoff = dsr_core::ids::Date(today.0 - 64 * 366);
+    let mut chosen = None;
+    for (hid, kind) in &last_kind {
+        if kind == "exited" {
+            continue;
+        }
+        let (status, body) = support::up::get(&api, format!("{base}/v1/households/{hid}")).await;
+        assert_eq!(status, 200, "{body}");
+        let members = body["household"]["members"].as_array().unwrap().clone();
+        let (old, young): (Vec<Value>, Vec<Value>) = members.into_iter().partition(|m| {
+            dsr_core::ids::Date::parse(m["birth_date"].as_str().unwrap()).unwrap() < cutoff
+        });
+        if !old.is_empty() && !young.is_empty() {
+            chosen = Some((hid.clone(), old));
+            break;
+        }
+    }
+    let (beneficiary, elderly) = chosen.expect("a pension beneficiary with a younger member");
+    let deaths: Vec<Event> = elderly
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::from_value(json!({
+                "event_id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("death-{beneficiary}-{i}").as_bytes()),
+                "source_system": "crvs", "occurred_at": now.to_string(), "recorded_at": now.to_string(),
+                "person_id": m["person_id"], "household_id": beneficiary, "correlation_id": null,
+                "schema_version": 1, "event_type": "PersonDied",
+                "payload": {"person_id": m["person_id"], "date_of_death": today.to_string()}
+            }))
+            .unwrap()
+        })
+        .collect();
+    let (status, body) = post(&api, &base, &deaths).await;
+    assert_eq!(status, 202, "{body}");
+    let first_death = deaths[0].envelope.event_id.to_string();
+    let last_death = deaths.last().unwrap().envelope.event_id.to_string();
+    loop {
+        let got = receiver.received.lock().unwrap()["old-age-pension"].clone();
+        let delivered = first_copies(&got);
+        let notice = delivered.iter().find(|m| {
+            m["type"] == "life_event.person_died" && m["data"]["caused_by"] == first_death.as_str()
+        });
+        let exit = delivered.iter().find(|m| {
+            m["type"] == "eligibility.exited" && m["data"]["caused_by"] == last_death.as_str()
+        });
+        if let (Some(notice), Some(exit)) = (notice, exit) {
+            assert_eq!(notice["data"]["household_id"], beneficiary.as_str());
+            assert_eq!(notice["data"]["person_id"], elderly[0]["person_id"]);
+            assert_eq!(exit["data"]["household_id"], beneficiary.as_str());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "the pension was not told of the death in {beneficiary}: {:?}",
+            delivered
+                .iter()
+                .filter(|m| m["data"]["household_id"] == beneficiary.as_str())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The food aid may not see member ids: its life events about the same household (if it
+    // is a beneficiary too) do not name the person.
+    for m in first_copies(&receiver.received.lock().unwrap()["food-aid"]) {
+        if m["type"].as_str().unwrap().starts_with("life_event.") {
+            assert!(m["data"].get("person_id").is_none(), "{m}");
+        }
+    }
+
     // The topics hold the domain core's changes for the same events.
     let programs = dsr_pipeline::testing::load_programs(&support::repo().join("programs"));
     let mut events = registrations.clone();
@@ -429,7 +523,12 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
         dsr_pipeline::testing::reference(&events, &programs).streamed(&events, &programs);
     let mut on_topics: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for feed in feeds.values() {
-        for (hid, ids) in by_household(feed) {
+        let changes: Vec<Value> = feed
+            .iter()
+            .filter(|m| m["type"].as_str().unwrap().starts_with("eligibility."))
+            .cloned()
+            .collect();
+        for (hid, ids) in by_household(&changes) {
             on_topics.entry(hid).or_default().extend(ids);
         }
     }
@@ -446,8 +545,17 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
     }
     assert!(exact > 50, "{exact} households compared exactly");
     let total: usize = feeds.values().map(Vec::len).sum();
+    let life_events = feeds
+        .values()
+        .flatten()
+        .filter(|m| m["type"].as_str().unwrap().starts_with("life_event."))
+        .count();
+    assert!(
+        life_events > 0,
+        "the population's births and deaths reached beneficiaries' programs"
+    );
     eprintln!(
-        "programs: {total} changes on three topics; {exact} households equal to the domain core; \
+        "programs: {total} messages ({life_events} life events) for three programs; {exact} households equal to the domain core; \
          {} requests to the receivers",
         received.values().map(Vec::len).sum::<usize>()
     );

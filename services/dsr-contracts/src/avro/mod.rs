@@ -31,9 +31,10 @@ use dsr_core::Event;
 use std::sync::OnceLock;
 
 pub use outputs::{
-    decode_eligibility_change, decode_household, eligibility_change_from_value,
-    eligibility_change_to_value, encode_eligibility_change, encode_household, household_from_value,
-    household_to_value, CHANGE_KINDS,
+    decode_beneficiary_event, decode_eligibility_change, decode_household,
+    eligibility_change_from_value, eligibility_change_to_value, encode_beneficiary_event,
+    encode_eligibility_change, encode_household, household_from_value, household_to_value,
+    CHANGE_KINDS,
 };
 pub use read::from_value;
 pub use write::to_value;

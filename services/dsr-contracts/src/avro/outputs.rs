@@ -22,7 +22,7 @@ use compact_str::CompactString;
 use dsr_core::eligibility::{ChangeKind, InputValue, Scalar};
 use dsr_core::household::{ProgramStatus, ShockDamage};
 use dsr_core::score::ScoreSummary;
-use dsr_core::{EligibilityChange, Household};
+use dsr_core::{BeneficiaryEvent, EligibilityChange, Household};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -441,5 +441,108 @@ fn read_output(
             read::unknown_symbol(&value, writer_schema, schemas::current())
                 .unwrap_or(DecodeError::Incompatible(e)),
         ),
+    }
+}
+
+// ---- BeneficiaryEvent ---------------------------------------------------------------------
+
+/// Encodes a beneficiary notice as one Avro binary datum of the current `BeneficiaryEvent`
+/// schema. (Notices are rare — one per life event of a beneficiary — so the generic writer is
+/// fast enough.)
+pub fn encode_beneficiary_event(n: &BeneficiaryEvent) -> Result<Vec<u8>, EncodeError> {
+    let schema = crate::schemas::beneficiary_event_schema();
+    // EventType's symbols are dsr-core's EVENT_TYPES, in that order (a test checks it).
+    let event_type = dsr_core::event::EVENT_TYPES
+        .iter()
+        .position(|t| *t == n.event_type)
+        .unwrap_or(0) as u32;
+    let value = record([
+        ("notice_id", Value::Uuid(n.notice_id)),
+        ("program_id", write::string(&n.program_id)),
+        ("household_id", write::string(n.household_id.as_str())),
+        (
+            "event_type",
+            Value::Enum(event_type, n.event_type.to_string()),
+        ),
+        (
+            "person_id",
+            match &n.person_id {
+                Some(p) => Value::Union(1, Box::new(write::string(p.as_str()))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
+        ("occurred_at", Value::TimestampMicros(n.occurred_at.0)),
+        ("caused_by", Value::Uuid(n.caused_by)),
+        (
+            "household_version",
+            long("household_version", n.household_version)?,
+        ),
+    ]);
+    static WRITER: OnceLock<GenericDatumWriter<'static>> = OnceLock::new();
+    WRITER
+        .get_or_init(|| {
+            GenericDatumWriter::builder(schema)
+                .build()
+                .expect("the current schema's names resolved when it was loaded")
+        })
+        .write_value_to_vec(value)
+        .map_err(|source| EncodeError::Record {
+            record: crate::schemas::BENEFICIARY_EVENT,
+            source,
+        })
+}
+
+/// Decodes one Avro binary datum of the current `BeneficiaryEvent` schema.
+pub fn decode_beneficiary_event(bytes: &[u8]) -> Result<BeneficiaryEvent, DecodeError> {
+    static READER: OnceLock<GenericDatumReader<'static>> = OnceLock::new();
+    let reader = READER.get_or_init(|| {
+        GenericDatumReader::builder(crate::schemas::beneficiary_event_schema())
+            .build()
+            .expect("the current schema's names resolved when it was loaded")
+    });
+    let value = read_datum(reader, bytes)?;
+    let at = At::ROOT;
+    let mut f = Fields::of(value, &at)?;
+    Ok(BeneficiaryEvent {
+        notice_id: f.get("notice_id", &at, read::uuid)?,
+        program_id: f.get("program_id", &at, read::compact)?,
+        household_id: f.get("household_id", &at, read::id)?,
+        event_type: f.get("event_type", &at, |v, at| {
+            read::symbol(v, at).map(Into::into)
+        })?,
+        person_id: f.get("person_id", &at, |v, at| match v {
+            Value::Union(_, inner) => match *inner {
+                Value::Null => Ok(None),
+                other => read::id(other, at).map(Some),
+            },
+            Value::Null => Ok(None),
+            other => read::id(other, at).map(Some),
+        })?,
+        occurred_at: f.get("occurred_at", &at, read::micros)?,
+        caused_by: f.get("caused_by", &at, read::uuid)?,
+        household_version: f.get("household_version", &at, ulong)?,
+    })
+}
+
+#[cfg(test)]
+mod beneficiary_tests {
+    use super::*;
+
+    #[test]
+    fn a_beneficiary_event_round_trips() {
+        for person in [None, Some(dsr_core::PersonId::new("P-1"))] {
+            let n = BeneficiaryEvent {
+                notice_id: uuid::Uuid::from_u128(7),
+                program_id: "food-aid".into(),
+                household_id: dsr_core::HouseholdId::new("H-1"),
+                event_type: "PersonDied".into(),
+                person_id: person,
+                occurred_at: dsr_core::Micros(1_700_000_000_000_000),
+                caused_by: uuid::Uuid::from_u128(9),
+                household_version: 4,
+            };
+            let bytes = encode_beneficiary_event(&n).unwrap();
+            assert_eq!(decode_beneficiary_event(&bytes).unwrap(), n);
+        }
     }
 }

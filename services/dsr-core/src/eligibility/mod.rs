@@ -67,7 +67,19 @@ pub struct ProgramFile {
     pub area_scope: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Life events about its current beneficiaries the program is told of (event type names)
+    /// [default: PersonDied, PersonBorn, PersonMoved, DisabilityAssessed].
+    #[serde(default)]
+    pub notify_life_events: Option<Vec<String>>,
 }
+
+/// The life events a program is told of about its beneficiaries unless its file says otherwise.
+pub const DEFAULT_LIFE_EVENTS: &[&str] = &[
+    "PersonDied",
+    "PersonBorn",
+    "PersonMoved",
+    "DisabilityAssessed",
+];
 
 /// A program, compiled and validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +94,8 @@ pub struct Program {
     pub benefit: Compiled,
     pub fields_allowed: Vec<String>,
     pub area_scope: Option<AreaCode>,
+    /// Event types a current beneficiary's household is notified of (sorted).
+    pub life_events: Vec<CompactString>,
     /// What rule and benefit read, worked out once at load: household fields, member fields,
     /// and the name under which the member fields' digest is recorded.
     inputs: Inputs,
@@ -153,6 +167,12 @@ pub enum ProgramError {
     },
     #[error("program `{program}`: area_scope `{area}` is not an area code path like R01.D03")]
     BadArea { program: String, area: String },
+    #[error("program `{program}`: notify_life_events names `{event_type}`, which is not an event type; known are {known}")]
+    UnknownLifeEvent {
+        program: String,
+        event_type: String,
+        known: String,
+    },
     #[error("program id `{0}` must be lowercase letters, digits and '-' (it names Kafka topics and URLs)")]
     BadId(String),
 }
@@ -218,8 +238,25 @@ impl Program {
             }
             None => None,
         };
+        let mut life_events: Vec<CompactString> = match &f.notify_life_events {
+            Some(list) => list.iter().map(|t| t.as_str().into()).collect(),
+            None => DEFAULT_LIFE_EVENTS.iter().map(|t| (*t).into()).collect(),
+        };
+        if let Some(bad) = life_events
+            .iter()
+            .find(|t| !crate::event::EVENT_TYPES.contains(&t.as_str()))
+        {
+            return Err(ProgramError::UnknownLifeEvent {
+                program: f.id.clone(),
+                event_type: bad.to_string(),
+                known: names(crate::event::EVENT_TYPES.iter().copied()),
+            });
+        }
+        life_events.sort();
+        life_events.dedup();
         let inputs = Inputs::of(&rule, &benefit);
         Ok(Program {
+            life_events,
             inputs,
             id: f.id.as_str().into(),
             name: f.name,

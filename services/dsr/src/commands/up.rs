@@ -289,6 +289,8 @@ impl UpConfig {
                 .map(|p| dsr_delivery::ProgramTopic {
                     program_id: p.id.to_string(),
                     topic: topics.eligibility(&p.id),
+                    notices_topic: topics.beneficiary_events.clone(),
+                    person_ids_allowed: p.fields_allowed.iter().any(|f| f == "members.person_id"),
                 })
                 .collect(),
             dsr_delivery::Subscriptions::open(&delivery_dir, Arc::clone(&keyring))
