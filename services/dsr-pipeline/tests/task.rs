@@ -72,6 +72,7 @@ fn run(dir: &Path, input: &[Event], batch: usize, crashes: &[(usize, usize)]) ->
                 Output::Changelog { source, .. }
                 | Output::Parked { source, .. }
                 | Output::Eligibility { source, .. }
+                | Output::Beneficiary { source, .. }
                 | Output::Derived { source, .. }
                 | Output::DeadLetter { source, .. } => *source,
             };
@@ -122,6 +123,7 @@ fn stream(o: &Output) -> String {
         Output::Changelog { .. } => "changelog".into(),
         Output::Parked { .. } => "parked".into(),
         Output::Eligibility { change, .. } => format!("eligibility.{}", change.program_id),
+        Output::Beneficiary { .. } => "beneficiary-events".into(),
         Output::Derived { .. } => "household-events".into(),
         Output::DeadLetter { .. } => "dead-letter".into(),
     }
