@@ -62,7 +62,11 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         "/v1/status" | "/v1/programs" | "/v1/programs/{id}/delivery" if get => {
             Rule::Needs(ReadStatus)
         }
-        "/v1/programs/{id}/changes" | "/v1/programs/{id}/dead-letters" if get => {
+        "/v1/programs/{id}/changes"
+        | "/v1/programs/{id}/dead-letters"
+        | "/v1/programs/{id}/beneficiaries"
+            if get =>
+        {
             Rule::Needs(ReadProgramFeed)
         }
         "/v1/programs/{id}/replay" if post => Rule::Needs(ReadProgramFeed),

@@ -39,7 +39,7 @@ pub struct Purposed {
 }
 
 /// `as_of` as ms since the epoch: RFC 3339, or an integer of milliseconds.
-fn parse_as_of(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_as_of(text: &str) -> Result<i64, String> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }

@@ -276,6 +276,7 @@ fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(programs::get_changes))
         .routes(routes!(programs::get_dead_letters))
         .routes(routes!(programs::post_replay))
+        .routes(routes!(programs::get_beneficiaries))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

@@ -506,3 +506,78 @@ pub async fn post_replay(
         Err(e) => delivery_error(e),
     }
 }
+
+/// When the snapshot is taken.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AsOf {
+    /// RFC 3339 or milliseconds since the epoch [default: now]. A time in the past gives the
+    /// same answer whenever it is asked (a payment cycle's frozen list).
+    as_of: Option<String>,
+}
+
+/// The program's beneficiaries at a time: every household eligible then, with its benefit, as
+/// the registry showed it at that time.
+#[utoipa::path(get, path = "/v1/programs/{id}/beneficiaries", tag = "programs",
+    params(("id" = String, Path, description = "Program id"), AsOf),
+    responses(
+        (status = 200, description = "`{program_id, as_of_ms, count, total_benefit, beneficiaries: [{household_id, benefit, rule_version, household_version}]}`", body = Object),
+        (status = 400, description = "`as_of` is not a time", body = crate::answers::Problem),
+        (status = 404, description = "No such program", body = crate::answers::Problem)
+    ))]
+pub async fn get_beneficiaries(
+    State(state): State<Arc<ApiState>>,
+    Extension(identity): Extension<Identity>,
+    Path(id): Path<String>,
+    Query(q): Query<AsOf>,
+) -> Response {
+    if let Err(r) = own_program(&identity, &id) {
+        return r;
+    }
+    if let Err(r) = known(&state, &id) {
+        return r;
+    }
+    let at_ms = match q.as_of.as_deref() {
+        None => now_ms(),
+        Some(t) => match crate::households::parse_as_of(t) {
+            Ok(ms) => ms,
+            Err(e) => return problem(StatusCode::BAD_REQUEST, e),
+        },
+    };
+    let store = state.store.clone();
+    let program = id.clone();
+    let found = tokio::task::spawn_blocking(move || store.beneficiaries_at(&program, at_ms)).await;
+    let beneficiaries = match found {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "serving store read failed");
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let subjects = disclosed(
+        &state,
+        beneficiaries
+            .iter()
+            .map(|b| b.household_id.as_str().to_owned()),
+    );
+    if let Err(r) = audit(
+        &state,
+        Some(&identity),
+        "program.beneficiaries.read",
+        subjects,
+        None,
+        "allowed",
+    ) {
+        return r;
+    }
+    let total: f64 = beneficiaries.iter().map(|b| b.benefit).sum();
+    Json(serde_json::json!({
+        "program_id": id,
+        "as_of_ms": at_ms,
+        "count": beneficiaries.len(),
+        "total_benefit": total,
+        "beneficiaries": beneficiaries,
+    }))
+    .into_response()
+}

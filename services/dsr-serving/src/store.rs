@@ -53,6 +53,16 @@ pub struct Version {
     pub events: Vec<EventId>,
 }
 
+/// A household eligible for a program at some time, with what it was entitled to.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Beneficiary {
+    pub household_id: HouseholdId,
+    pub benefit: f64,
+    pub rule_version: u32,
+    /// The household record's version the answer comes from.
+    pub household_version: u64,
+}
+
 /// A program status for the status index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -375,6 +385,67 @@ impl ServingStore {
             .into_iter()
             .take_while(|v| v.written_at_ms <= at_ms)
             .last())
+    }
+
+    /// The households eligible for `program` as the registry showed them at `at_ms`: for each
+    /// household the last version written at or before it. A payment cycle's list: once `at_ms`
+    /// is past, later changes to the registry do not change the answer (versions are only ever
+    /// added, with later write times). A scan of the whole history (the write time of each
+    /// version is stored in the clear, so only the chosen version of each household is opened).
+    pub fn beneficiaries_at(
+        &self,
+        program: &str,
+        at_ms: i64,
+    ) -> Result<Vec<Beneficiary>, ServingError> {
+        let mut out = Vec::new();
+        let mut current: Option<Vec<u8>> = None;
+        let mut chosen: Option<(fjall::Slice, fjall::Slice)> = None;
+        let mut flush = |chosen: Option<(fjall::Slice, fjall::Slice)>| -> Result<(), ServingError> {
+            let Some((k, v)) = chosen else {
+                return Ok(());
+            };
+            let plain = self.open_value(&self.history, &k, &v[8..], || {
+                "a household version".to_owned()
+            })?;
+            let household = codec::decode(&plain).map_err(|e| ServingError::Corrupt {
+                what: "a household version".into(),
+                message: e.to_string(),
+            })?;
+            if let Some(status) = household
+                .programs
+                .iter()
+                .find(|s| s.program_id == program && s.eligible)
+            {
+                out.push(Beneficiary {
+                    household_id: household.household_id.clone(),
+                    benefit: status.benefit,
+                    rule_version: status.rule_version,
+                    household_version: household.version,
+                });
+            }
+            Ok(())
+        };
+        for kv in self.history.iter() {
+            let (k, v) = kv.into_inner().map_err(backend)?;
+            if k.len() < 8 || v.len() < 8 {
+                return Err(ServingError::Corrupt {
+                    what: "the history".into(),
+                    message: format!("a key of {} or a value of {} bytes", k.len(), v.len()),
+                });
+            }
+            let hk = &k[..k.len() - 8];
+            if current.as_deref() != Some(hk) {
+                flush(chosen.take())?;
+                current = Some(hk.to_vec());
+            }
+            let written = i64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+            if written <= at_ms {
+                chosen = Some((k, v));
+            }
+        }
+        flush(chosen)?;
+        out.sort_by(|a, b| a.household_id.cmp(&b.household_id));
+        Ok(out)
     }
 
     pub fn household_of(&self, person: &PersonId) -> Result<Option<HouseholdId>, ServingError> {

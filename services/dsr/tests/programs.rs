@@ -445,6 +445,48 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
             m["data"]["kind"].as_str().unwrap().to_owned(),
         );
     }
+    // The pension's beneficiaries now, as a payment cycle would freeze them: exactly the
+    // households whose last pension change was not an exit.
+    let pension_key = register_client(
+        &base,
+        &admin,
+        json!({"id": "old-age-pension-client", "role": "program", "program": "old-age-pension",
+            "areas": ["*"], "requests_per_second": 100000,
+            "agreements": [{"id": "DSA-T", "purpose": "payment", "fields": ["programs"]}]}),
+    )
+    .await;
+    let pension = client_with(&[("authorization", &format!("Bearer {pension_key}"))]);
+    let snapshot = |at: Option<i64>| {
+        let pension = pension.clone();
+        let base = base.clone();
+        async move {
+            let url = match at {
+                Some(ms) => format!("{base}/v1/programs/old-age-pension/beneficiaries?as_of={ms}"),
+                None => format!("{base}/v1/programs/old-age-pension/beneficiaries"),
+            };
+            let response = pension.get(url).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            let body: Value = response.json::<Value>().await.unwrap();
+            let ids: BTreeSet<String> = body["beneficiaries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["household_id"].as_str().unwrap().to_owned())
+                .collect();
+            (body["as_of_ms"].as_i64().unwrap(), ids)
+        }
+    };
+    let (cycle, frozen) = snapshot(None).await;
+    let expected: BTreeSet<String> = last_kind
+        .iter()
+        .filter(|(_, k)| k.as_str() != "exited")
+        .map(|(h, _)| h.clone())
+        .collect();
+    assert_eq!(
+        frozen, expected,
+        "the beneficiaries are the households last entered or changed"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let today = now.date();
     let cutoff = dsr_core::ids::Date(today.0 - 64 * 366);
     let mut chosen = None;
@@ -507,6 +549,25 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The payment cycle's list has not moved; today's has lost the household.
+    assert!(frozen.contains(&beneficiary));
+    assert_eq!(
+        snapshot(Some(cycle)).await.1,
+        frozen,
+        "a past snapshot is frozen"
+    );
+    let mut later = BTreeSet::new();
+    for _ in 0..100 {
+        later = snapshot(None).await.1;
+        if !later.contains(&beneficiary) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut expected_later = frozen.clone();
+    expected_later.remove(&beneficiary);
+    assert_eq!(later, expected_later);
+
     // The food aid may not see member ids: its life events about the same household (if it
     // is a beneficiary too) do not name the person.
     for m in first_copies(&receiver.received.lock().unwrap()["food-aid"]) {
