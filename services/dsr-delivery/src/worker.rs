@@ -119,7 +119,10 @@ impl Delivery {
                 }
             }
             let events = member
-                .poll(hook.batch_size.max(500), Duration::from_millis(300))
+                .poll(
+                    hook.batch_size.saturating_mul(10).max(500),
+                    Duration::from_millis(300),
+                )
                 .await?;
             for event in events {
                 match event {
@@ -149,18 +152,30 @@ impl Delivery {
                                 .or_default()
                                 .push(r);
                         }
-                        for ((topic, partition), records) in by_partition {
+                        // Offsets are committed once per poll (a commit is a durable write),
+                        // for what was settled; a crash before it sends those again, same ids.
+                        let mut settled: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+                        let mut stopped = false;
+                        'partitions: for ((topic, partition), records) in by_partition {
                             let tp = TopicPartition::new(topic.clone(), partition);
                             for chunk in records.chunks(hook.batch_size) {
                                 if !self.send_chunk(&hook, program, chunk, stop).await? {
-                                    return Ok(());
+                                    stopped = true;
+                                    break 'partitions;
                                 }
                                 let next = chunk.last().expect("a chunk").next_offset();
-                                member.commit(&[(tp.clone(), next)]).await?;
+                                settled.insert(tp.clone(), next);
                                 self.counters(id, |c| {
                                     c.positions.insert((topic.clone(), partition), next)
                                 });
                             }
+                        }
+                        if !settled.is_empty() {
+                            let offsets: Vec<(TopicPartition, i64)> = settled.into_iter().collect();
+                            member.commit(&offsets).await?;
+                        }
+                        if stopped {
+                            return Ok(());
                         }
                     }
                 }
