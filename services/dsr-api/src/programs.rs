@@ -192,16 +192,10 @@ pub async fn put_webhook(
             )
         }
     };
-    // The address check happens before every delivery too; checking now tells the admin at
-    // once. A name that takes long to resolve is not waited for here.
-    match dsr_delivery::target::parse_target(&spec.url) {
-        Ok(url) => {
-            let check = dsr_delivery::target::check_addresses(&url, spec.allow_private_network);
-            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(3), check).await {
-                return problem(StatusCode::BAD_REQUEST, e.to_string());
-            }
-        }
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
+    if let Err(e) =
+        dsr_delivery::target::check_new_target(&spec.url, spec.allow_private_network).await
+    {
+        return problem(StatusCode::BAD_REQUEST, e.to_string());
     }
     let result = state.delivery.subscriptions.put(&id, spec, now_ms());
     let outcome = match &result {

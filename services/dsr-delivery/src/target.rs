@@ -39,6 +39,18 @@ pub fn parse_target(text: &str) -> Result<Url, TargetError> {
     Ok(url)
 }
 
+/// The check made when a webhook is registered: the URL parses and, if its host resolves
+/// within three seconds, no address is private unless allowed. (Delivery checks the
+/// addresses again before every request; checking now tells whoever registers it at once.)
+pub async fn check_new_target(text: &str, allow_private: bool) -> Result<Url, TargetError> {
+    let url = parse_target(text)?;
+    let check = check_addresses(&url, allow_private);
+    if let Ok(Err(e)) = tokio::time::timeout(std::time::Duration::from_secs(3), check).await {
+        return Err(e);
+    }
+    Ok(url)
+}
+
 /// Resolves the target's host and refuses private addresses unless allowed.
 pub async fn check_addresses(url: &Url, allow_private: bool) -> Result<(), TargetError> {
     let host = url.host_str().ok_or(TargetError::NoHost)?.to_owned();

@@ -185,11 +185,13 @@ fn blocking_error(what: &str, error: tokio::task::JoinError) -> Cause {
     format!("{what} stopped: {error}").into()
 }
 
-/// The Kafka log: an idempotent producer plus offset and metadata look-ups.
+/// The Kafka log: an idempotent producer plus offset and metadata look-ups. Clones share the
+/// producer (one connection pool per process).
+#[derive(Clone)]
 pub struct KafkaLog {
     config: KafkaConfig,
     producer: FutureProducer<TracingContext>,
-    partition_counts: Mutex<HashMap<String, i32>>,
+    partition_counts: std::sync::Arc<Mutex<HashMap<String, i32>>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -210,7 +212,7 @@ impl KafkaLog {
         Ok(Self {
             config,
             producer,
-            partition_counts: Mutex::new(HashMap::new()),
+            partition_counts: Default::default(),
         })
     }
 

@@ -42,6 +42,9 @@ enum Command {
     Topics(commands::topics::Topics),
     /// Run the household processor on a Kafka cluster.
     Process(commands::process::Process),
+    /// Deliver eligibility changes and life events to the programs' webhooks from Kafka.
+    #[command(subcommand)]
+    Deliver(commands::deliver::Deliver),
     /// Run the router: source topics → validated events keyed by household.
     Route(commands::route::Route),
     /// Publish life events from a JSON-lines file to a topic, as Avro in wire format.
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Command::Programs(c) => c.run(),
         Command::Topics(c) => c.run(),
         Command::Process(c) => c.run(),
+        Command::Deliver(c) => c.run(),
         Command::Publish(c) => c.run(),
         Command::Route(c) => c.run(),
         Command::Tail(c) => c.run(),

@@ -14,128 +14,16 @@
 
 mod support;
 
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
 use dsr_core::{Event, HouseholdId};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::up::{
     client_with, now, post, register_client, start, stop_with, wait_idle, wait_served,
 };
-
-/// One request a receiver accepted: its `webhook-id` and the change ids in its body.
-#[derive(Clone, Debug)]
-struct Received {
-    webhook_id: String,
-    messages: Vec<Value>,
-}
-
-#[derive(Default)]
-struct Receiver {
-    /// The secrets each program's receiver verifies with (any of them may match).
-    secrets: Mutex<HashMap<String, Vec<String>>>,
-    received: Mutex<BTreeMap<String, Vec<Received>>>,
-    bad_signatures: AtomicU64,
-    /// The pension's receiver answers 500 while this is set.
-    pension_fails: AtomicBool,
-}
-
-async fn hook(
-    State(r): State<Arc<Receiver>>,
-    UrlPath(program): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let secrets = r
-        .secrets
-        .lock()
-        .unwrap()
-        .get(&program)
-        .cloned()
-        .unwrap_or_default();
-    let verified = secrets.iter().any(|s| {
-        standardwebhooks::Webhook::new(s)
-            .expect("a whsec_ secret")
-            .verify(&body, &headers)
-            .is_ok()
-    });
-    if !verified {
-        r.bad_signatures.fetch_add(1, Ordering::Relaxed);
-        return StatusCode::UNAUTHORIZED;
-    }
-    if program == "old-age-pension" && r.pension_fails.load(Ordering::Relaxed) {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    let body: Value = serde_json::from_slice(&body).expect("a JSON body");
-    let messages = if body["type"] == "eligibility.batch" {
-        body["data"]["messages"].as_array().unwrap().clone()
-    } else {
-        vec![body]
-    };
-    let webhook_id = headers["webhook-id"].to_str().unwrap().to_owned();
-    r.received
-        .lock()
-        .unwrap()
-        .entry(program)
-        .or_default()
-        .push(Received {
-            webhook_id,
-            messages,
-        });
-    StatusCode::NO_CONTENT
-}
-
-/// Serves the receiver on `listener` until `stop` is set (then closes, connections and all).
-fn serve(
-    receiver: Arc<Receiver>,
-    listener: tokio::net::TcpListener,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let app = axum::Router::new()
-        .route("/hook/{program}", axum::routing::post(hook))
-        .with_state(receiver);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (tx, task)
-}
-
-/// The change ids of a program's messages, in order, by household.
-fn by_household(messages: &[Value]) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for m in messages {
-        out.entry(m["data"]["household_id"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(m["id"].as_str().unwrap().to_owned());
-    }
-    out
-}
-
-/// Keeps the first copy of each message (duplicates come from retries and replays).
-fn first_copies(requests: &[Received]) -> Vec<Value> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for r in requests {
-        for m in &r.messages {
-            if seen.insert(m["id"].as_str().unwrap().to_owned()) {
-                out.push(m.clone());
-            }
-        }
-    }
-    out
-}
+use support::webhooks::{by_household, first_copies, serve, Receiver};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
@@ -148,7 +36,11 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
     // Two receivers: one for the food aid and the pension, one (taken down later) for the
     // child grant.
     let receiver = Arc::new(Receiver::default());
-    receiver.pension_fails.store(true, Ordering::Relaxed);
+    receiver
+        .failing
+        .lock()
+        .unwrap()
+        .insert("old-age-pension".into());
     let main_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let main_address = main_listener.local_addr().unwrap();
     let _main = serve(Arc::clone(&receiver), main_listener);
@@ -368,7 +260,7 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
                 .iter()
                 .all(|l| l["last_error"].as_str().unwrap().contains("500")));
             // Fixed, then replayed.
-            receiver.pension_fails.store(false, Ordering::Relaxed);
+            receiver.failing.lock().unwrap().remove("old-age-pension");
             let response = client
                 .post(format!("{base}/v1/programs/{program}/replay"))
                 .json(&json!({"dead_letters": true}))

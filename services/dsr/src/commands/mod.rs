@@ -1,6 +1,7 @@
 //! One module per subcommand, and the loading they share.
 
 pub mod audit;
+pub mod deliver;
 pub mod demo;
 pub mod generate;
 pub mod keys;
@@ -40,4 +41,64 @@ pub fn load_programs(dir: &Path) -> Result<Vec<Program>> {
     }
     programs.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(programs)
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The data keys in `keys_dir` (created on first use), unwrapped by the key-encryption key
+/// from `DSR_KEK`, `kek_file` or, failing both, one generated beside them (with a warning from
+/// `who`, since a copy of that directory can then be read).
+pub fn open_keyring(
+    keys_dir: &Path,
+    kek_file: Option<&Path>,
+    who: &str,
+) -> Result<dsr_crypto::Keyring> {
+    let env_kek = std::env::var(dsr_crypto::kek::ENV_VAR).ok();
+    let (keyring, kek, _) =
+        dsr_crypto::Keyring::open_directory(keys_dir, env_kek.as_deref(), kek_file, now_ms())
+            .with_context(|| format!("opening the data keys in {}", keys_dir.display()))?;
+    if kek.is_in_data_directory() {
+        eprintln!(
+            "{who}: warning: the key-encryption key is kept in {}; in production give it with DSR_KEK or --kek-file",
+            keys_dir.display()
+        );
+    }
+    Ok(keyring)
+}
+
+/// What delivery reads for each program: its eligibility topic and the life-event topic.
+pub fn program_topics(
+    programs: &[Program],
+    topics: &dsr_pipeline::runner::Topics,
+) -> Vec<dsr_delivery::ProgramTopic> {
+    programs
+        .iter()
+        .map(|p| dsr_delivery::ProgramTopic {
+            program_id: p.id.to_string(),
+            topic: topics.eligibility(&p.id),
+            notices_topic: topics.beneficiary_events.clone(),
+            person_ids_allowed: p.fields_allowed.iter().any(|f| f == "members.person_id"),
+        })
+        .collect()
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

@@ -51,22 +51,7 @@ impl Process {
         let model = super::load_model(self.model.as_deref())?;
         let programs = super::load_programs(&self.programs)?;
         std::fs::create_dir_all(&self.state_dir)?;
-        let env_kek = std::env::var(dsr_crypto::kek::ENV_VAR).ok();
-        let (keyring, kek, _) = dsr_crypto::Keyring::open_directory(
-            &self.keys_dir,
-            env_kek.as_deref(),
-            self.kek_file.as_deref(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        )
-        .context("opening the data keys")?;
-        if kek.is_in_data_directory() {
-            eprintln!(
-                "dsr process: warning: the key-encryption key is kept in {}; in production give it with DSR_KEK or --kek-file",
-                self.keys_dir.display()
-            );
-        }
+        let keyring = super::open_keyring(&self.keys_dir, self.kek_file.as_deref(), "dsr process")?;
         let state = FjallState::open(&self.state_dir, std::sync::Arc::new(keyring))?;
         let topics = Topics::default();
         let runtime = tokio::runtime::Runtime::new()?;

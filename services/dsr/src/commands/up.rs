@@ -5,6 +5,7 @@
 //! The processing code is the one `dsr route` and `dsr process` run on Kafka; only the log
 //! adapter differs (`dsr_log::EmbeddedLog`).
 
+use super::{now_ms, shutdown_signal};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dsr_api::ApiState;
@@ -284,15 +285,7 @@ impl UpConfig {
         // Delivery to the programs: webhooks, dead letters, the pull feed.
         let delivery_dir = self.data_dir.join("delivery");
         let delivery = Arc::new(dsr_delivery::Delivery::new(
-            programs
-                .iter()
-                .map(|p| dsr_delivery::ProgramTopic {
-                    program_id: p.id.to_string(),
-                    topic: topics.eligibility(&p.id),
-                    notices_topic: topics.beneficiary_events.clone(),
-                    person_ids_allowed: p.fields_allowed.iter().any(|f| f == "members.person_id"),
-                })
-                .collect(),
+            super::program_topics(&programs, &topics),
             dsr_delivery::Subscriptions::open(&delivery_dir, Arc::clone(&keyring))
                 .context("opening the webhook subscriptions")?,
             dsr_delivery::DeadLetters::open(
@@ -554,12 +547,6 @@ impl UpConfig {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The backlog of each stage `(name, consumer group, topics it reads)` on the embedded log.
 fn stage_backlog(
     log: &EmbeddedLog,
@@ -580,22 +567,6 @@ fn stage_backlog(
             })
             .collect()
     })
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }
 
 #[cfg(test)]

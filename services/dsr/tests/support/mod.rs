@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod up;
+pub mod webhooks;
 
 use dsr_pipeline::testing::{check_changes, content, KafkaFixture, Reference};
 use std::collections::BTreeMap;
