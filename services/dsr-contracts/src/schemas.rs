@@ -107,6 +107,8 @@ pub const FILES: &[(&str, &str)] = embed!(
     "BeneficiaryEvent",
     // The household processor's internal state changelog.
     "ParkedEvents",
+    // Activated rule versions (dsr.program-rules).
+    "RuleActivation",
 );
 
 /// Why a set of schema files could not be loaded.
@@ -422,6 +424,21 @@ pub fn parked_events_schema() -> &'static Schema {
             .map(|(_, json)| *json)
             .expect("ParkedEvents.avsc is embedded");
         Schema::parse_str(json).expect("ParkedEvents.avsc parses (a dsr-contracts test checks it)")
+    })
+}
+
+/// The `RuleActivation` schema (embedded): the value of `dsr.program-rules`, the activated
+/// versions of the programs' rules. Self-contained (it uses no named type).
+pub fn rule_activation_schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let json = FILES
+            .iter()
+            .find(|(name, _)| *name == "RuleActivation")
+            .map(|(_, json)| *json)
+            .expect("RuleActivation.avsc is embedded");
+        Schema::parse_str(json)
+            .expect("RuleActivation.avsc parses (a dsr-contracts test checks it)")
     })
 }
 

@@ -23,6 +23,7 @@ pub mod household;
 pub mod ids;
 pub mod process;
 pub mod reducer;
+pub mod rule_versions;
 pub mod score;
 #[cfg(test)]
 mod strategies;

@@ -108,20 +108,9 @@ pub fn process(
         let input = input_for(h, &facts);
         let mut inputs = Vec::new();
         for p in ctx.programs {
-            let (eligible, benefit) = match p.verdict(&input) {
-                Ok(v) => v,
-                Err(e) => {
-                    rule_errors.push((p.id.clone(), e));
-                    continue;
-                }
-            };
-            inputs.clear();
-            p.inputs_into(&input, &mut inputs);
-            let index = statuses.iter().position(|s| s.program_id == p.id);
-            let previous = index.map(|i| &statuses[i]);
             let event_type = event.payload.event_type();
-            if previous.is_some_and(|s| s.eligible) && p.life_events.iter().any(|t| t == event_type)
-            {
+            let was_beneficiary = statuses.iter().any(|s| s.program_id == p.id && s.eligible);
+            if was_beneficiary && p.life_events.iter().any(|t| t == event_type) {
                 notices.push(BeneficiaryEvent {
                     notice_id: notice_id(&event.envelope.event_id, &p.id),
                     program_id: p.id.clone(),
@@ -133,48 +122,22 @@ pub fn process(
                     household_version: h.version,
                 });
             }
-            let kind = ChangeKind::between(
-                previous.map(|s| (s.eligible, s.benefit)),
-                (eligible, benefit),
-            );
-            if kind != ChangeKind::Unchanged {
-                changes.push(EligibilityChange {
-                    change_id: change_id(&event.envelope.event_id, &p.id),
-                    program_id: p.id.clone(),
-                    household_id: h.household_id.clone(),
-                    kind,
-                    reasons: change_reasons(previous, &inputs, benefit, p),
-                    benefit,
-                    rule_version: p.rule_version,
-                    household_version: h.version,
-                    caused_by: event.envelope.event_id,
-                    occurred_at: event.envelope.occurred_at,
-                });
-            }
-            // Update in place: an unchanged household allocates nothing here.
-            match index {
-                Some(i) => {
-                    let s = &mut statuses[i];
-                    s.eligible = eligible;
-                    s.benefit = benefit;
-                    s.rule_version = p.rule_version;
-                    s.inputs.clone_from(&inputs);
-                }
-                None => {
-                    let at = statuses
-                        .binary_search_by(|s| s.program_id.cmp(&p.id))
-                        .unwrap_or_else(|i| i);
-                    statuses.insert(
-                        at,
-                        ProgramStatus {
-                            program_id: p.id.clone(),
-                            rule_version: p.rule_version,
-                            eligible,
-                            benefit,
-                            inputs: inputs.clone(),
-                        },
-                    );
-                }
+            let cause = Cause {
+                change_id: change_id(&event.envelope.event_id, &p.id),
+                caused_by: event.envelope.event_id,
+                occurred_at: event.envelope.occurred_at,
+            };
+            match decide_program(
+                &mut statuses,
+                p,
+                &input,
+                &mut inputs,
+                (&h.household_id, h.version),
+                &cause,
+            ) {
+                Ok(Some(change)) => changes.push(change),
+                Ok(None) => {}
+                Err(e) => rule_errors.push((p.id.clone(), e)),
             }
         }
         h.programs = statuses;
@@ -187,6 +150,74 @@ pub fn process(
         duplicate: applied.duplicate,
         late: applied.late,
     })
+}
+
+/// What a decision is attributed to: the change id it gets, the event (or rule activation)
+/// that caused it, and when.
+pub(crate) struct Cause {
+    pub change_id: EventId,
+    pub caused_by: EventId,
+    pub occurred_at: Micros,
+}
+
+/// Decides `program` for a household (`input`, whose statuses are `statuses`, taken out of the
+/// record) and updates its status in place: the one decision both event processing and a rule
+/// activation make. Returns the change, if any; on error the status is left as it was.
+pub(crate) fn decide_program(
+    statuses: &mut Vec<ProgramStatus>,
+    p: &Program,
+    input: &crate::eligibility::Input,
+    inputs: &mut Vec<crate::eligibility::InputValue>,
+    (household_id, household_version): (&HouseholdId, u64),
+    cause: &Cause,
+) -> Result<Option<EligibilityChange>, EvalError> {
+    let (eligible, benefit) = p.verdict(input)?;
+    inputs.clear();
+    p.inputs_into(input, inputs);
+    let index = statuses.iter().position(|s| s.program_id == p.id);
+    let previous = index.map(|i| &statuses[i]);
+    let kind = ChangeKind::between(
+        previous.map(|s| (s.eligible, s.benefit)),
+        (eligible, benefit),
+    );
+    let change = (kind != ChangeKind::Unchanged).then(|| EligibilityChange {
+        change_id: cause.change_id,
+        program_id: p.id.clone(),
+        household_id: household_id.clone(),
+        kind,
+        reasons: change_reasons(previous, inputs, benefit, p),
+        benefit,
+        rule_version: p.rule_version,
+        household_version,
+        caused_by: cause.caused_by,
+        occurred_at: cause.occurred_at,
+    });
+    // Update in place: an unchanged household allocates nothing here.
+    match index {
+        Some(i) => {
+            let s = &mut statuses[i];
+            s.eligible = eligible;
+            s.benefit = benefit;
+            s.rule_version = p.rule_version;
+            s.inputs.clone_from(inputs);
+        }
+        None => {
+            let at = statuses
+                .binary_search_by(|s| s.program_id.cmp(&p.id))
+                .unwrap_or_else(|i| i);
+            statuses.insert(
+                at,
+                ProgramStatus {
+                    program_id: p.id.clone(),
+                    rule_version: p.rule_version,
+                    eligible,
+                    benefit,
+                    inputs: inputs.clone(),
+                },
+            );
+        }
+    }
+    Ok(change)
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dsr_core::eligibility::Program;
-use dsr_core::{Event, PmtModel};
-use dsr_pipeline::HouseholdTask;
+use dsr_core::PmtModel;
+use dsr_pipeline::{HouseholdTask, Input};
 use dsr_store::FjallState;
 
 const PROGRAMS: [&str; 3] = [
@@ -19,7 +19,7 @@ const PROGRAMS: [&str; 3] = [
 
 fn bench(c: &mut Criterion) {
     let pop = dsr_synth::fixtures::small_population(7, 20_000);
-    let events: Vec<Option<Event>> = pop
+    let events: Vec<Option<Input>> = pop
         .households
         .into_iter()
         .chain(
@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
                 .into_iter()
                 .filter(|e| !e.payload.is_area_event()),
         )
-        .map(Some)
+        .map(|e| Some(Input::Event(e)))
         .collect();
     let programs: Vec<Program> = PROGRAMS
         .iter()

@@ -19,6 +19,8 @@ pub struct SchemaIds {
     pub change: u32,
     pub parked: u32,
     pub beneficiary: u32,
+    /// `dsr.program-rules`.
+    pub rule_activation: u32,
 }
 
 /// Registers dsr's schemas for the topics that carry them (TopicNameStrategy subjects) and
@@ -71,12 +73,19 @@ pub async fn register(
             &json(schemas::beneficiary_event_schema()),
         )
         .await?;
+    let rule_activation = client
+        .register(
+            &format!("{}-value", crate::runner::PROGRAM_RULES),
+            &json(schemas::rule_activation_schema()),
+        )
+        .await?;
     Ok(SchemaIds {
         life_event,
         household,
         change,
         parked,
         beneficiary,
+        rule_activation,
     })
 }
 
@@ -222,6 +231,22 @@ impl Codec for WireCodec {
         Ok(wire::frame(self.ids.beneficiary, &body))
     }
 
+    fn encode_rule_activation(
+        &self,
+        a: &dsr_core::rule_versions::ActivationRecord,
+    ) -> Result<Vec<u8>, String> {
+        let body = avro::encode_rule_activation(a).map_err(|e| e.to_string())?;
+        Ok(wire::frame(self.ids.rule_activation, &body))
+    }
+
+    fn decode_rule_activation(
+        &self,
+        bytes: &[u8],
+    ) -> Result<dsr_core::rule_versions::ActivationRecord, String> {
+        let (_, body) = wire::unframe(bytes).map_err(|e| e.to_string())?;
+        avro::decode_rule_activation(body).map_err(|e| e.to_string())
+    }
+
     fn encode_parked(&self, household: &HouseholdId, events: &[Event]) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(64 + 300 * events.len());
         wire::frame_into(self.ids.parked, &mut out);
@@ -322,6 +347,7 @@ mod tests {
             change: 3,
             parked: 4,
             beneficiary: 99,
+            rule_activation: 98,
         });
         let pop = dsr_synth::fixtures::small_population(3, 5);
         let events: Vec<Event> = pop.events.into_iter().take(3).collect();

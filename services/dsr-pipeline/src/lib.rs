@@ -9,6 +9,8 @@
 //!   input position that caused it (the fence that makes re-processing after a crash produce
 //!   nothing twice; see `docs/architecture.md`).
 //!
+//! - [`rules`]: rule versions on the log: activated versions on `dsr.program-rules`, and the
+//!   markers that make every partition decide its households again at a definite point.
 //! - [`codec`]: Avro in Confluent wire format, with ids from a schema registry.
 //! - [`ingest`]: a life event from outside (JSON line, HTTP request) validated into a record.
 //! - [`runner`]: the household processor on a log (the `dsr_log::Log` port): group
@@ -19,6 +21,7 @@
 pub mod codec;
 pub mod ingest;
 pub mod router;
+pub mod rules;
 pub mod runner;
 pub mod source_router;
 pub mod task;
@@ -26,4 +29,4 @@ pub mod task;
 pub mod testing;
 
 pub use router::{route, route_event, PersonIndex, Route};
-pub use task::{BatchOutput, HouseholdTask, Output, Source, TaskError};
+pub use task::{BatchOutput, HouseholdTask, Input, Output, Source, TaskError};

@@ -8,8 +8,9 @@
 //! state (records + next offset, one synced batch) → commit the group offset. See
 //! `docs/architecture.md`, "Effectively once without transactions".
 
-use crate::task::{BatchOutput, HouseholdTask, Output, Source};
+use crate::task::{BatchOutput, HouseholdTask, Input, Output, Source};
 use dsr_core::eligibility::Program;
+use dsr_core::rule_versions::ActivationRecord;
 use dsr_core::{EligibilityChange, Event, Household, HouseholdId, PmtModel};
 use dsr_log::{GroupEvent, GroupMember, Log, LogError, PartitionReader, Record, TopicPartition};
 use dsr_store::fjall_state::FjallPartition;
@@ -43,10 +44,22 @@ pub trait Codec: Send + Sync {
     fn decode_household(&self, bytes: &[u8]) -> Result<Household, String>;
     fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String>;
     fn encode_beneficiary(&self, notice: &dsr_core::BeneficiaryEvent) -> Result<Vec<u8>, String>;
+    /// An activated rule version (the `dsr.program-rules` value) and back.
+    fn encode_rule_activation(
+        &self,
+        a: &dsr_core::rule_versions::ActivationRecord,
+    ) -> Result<Vec<u8>, String>;
+    fn decode_rule_activation(
+        &self,
+        bytes: &[u8],
+    ) -> Result<dsr_core::rule_versions::ActivationRecord, String>;
     /// A household's waiting list (the `dsr.household-parked` value) and back.
     fn encode_parked(&self, household: &HouseholdId, events: &[Event]) -> Result<Vec<u8>, String>;
     fn decode_parked(&self, bytes: &[u8]) -> Result<(HouseholdId, Vec<Event>), String>;
 }
+
+/// The topic of the activated versions of the programs' rules.
+pub const PROGRAM_RULES: &str = "dsr.program-rules";
 
 /// The topic of life events about programs' beneficiaries.
 pub const BENEFICIARY_EVENTS: &str = "dsr.beneficiary-events";
@@ -63,6 +76,8 @@ pub struct Topics {
     pub eligibility_prefix: String,
     /// Life events about programs' beneficiaries (every program; header `dsr-program`).
     pub beneficiary_events: String,
+    /// Activated rule versions (compacted, key `program@version`).
+    pub program_rules: String,
 }
 
 impl Default for Topics {
@@ -74,6 +89,7 @@ impl Default for Topics {
             dead_letter: "dsr.dead-letter".into(),
             eligibility_prefix: "dsr.eligibility.".into(),
             beneficiary_events: BENEFICIARY_EVENTS.into(),
+            program_rules: PROGRAM_RULES.into(),
         }
     }
 }
@@ -92,6 +108,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Task(#[from] crate::task::TaskError),
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
     #[error("the codec is not ready: {0}")]
     Codec(String),
     #[error("cannot encode an output: {0}")]
@@ -342,8 +360,13 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         })
         .await?;
         let n = households.len() as u64;
+        let rules = self.restored_rules(&households).await?;
         state.clear()?;
         state.commit(&StateBatch {
+            programs: rules
+                .iter()
+                .map(|(id, a)| (id.as_str(), a.as_slice()))
+                .collect(),
             households: households.values().collect(),
             parked: parked
                 .values()
@@ -360,6 +383,77 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
             "partition restored from the changelog"
         );
         Ok(n)
+    }
+
+    /// The rule version a control record names, from `dsr.program-rules` (`Err`: why not, for
+    /// the dead-letter topic).
+    async fn activation_of(
+        &self,
+        r: &dsr_log::ConsumedRecord,
+    ) -> Result<Result<ActivationRecord, String>, RunError> {
+        let Some((program, version)) = crate::rules::marker(r) else {
+            return Ok(Err(format!(
+                "a control record this version of dsr does not know (header {})",
+                crate::rules::CONTROL_HEADER
+            )));
+        };
+        let all =
+            crate::rules::activations(&self.log, &self.codec, &self.topics.program_rules).await?;
+        let key = dsr_core::rule_versions::version_key(&program, version);
+        Ok(all.get(&key).cloned().ok_or_else(|| {
+            format!(
+                "a rule activation marker for {key}, but {} has no such version",
+                self.topics.program_rules
+            )
+        }))
+    }
+
+    /// The rule versions the restored records were decided under that are newer than the
+    /// programs' files (the highest version each program's statuses name), from
+    /// `dsr.program-rules`, as the state keeps them.
+    async fn restored_rules(
+        &self,
+        households: &HashMap<Vec<u8>, Household>,
+    ) -> Result<Vec<(String, Vec<u8>)>, RunError> {
+        let mut highest: HashMap<&str, u32> = HashMap::new();
+        for h in households.values() {
+            for s in &h.programs {
+                let v = highest.entry(s.program_id.as_str()).or_default();
+                *v = (*v).max(s.rule_version);
+            }
+        }
+        let newer: Vec<(&str, u32)> = self
+            .programs
+            .iter()
+            .filter_map(|p| {
+                highest
+                    .get(p.id.as_str())
+                    .filter(|v| **v > p.rule_version)
+                    .map(|v| (p.id.as_str(), *v))
+            })
+            .collect();
+        if newer.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all =
+            crate::rules::activations(&self.log, &self.codec, &self.topics.program_rules).await?;
+        let mut out = Vec::new();
+        for (program, version) in newer {
+            let key = dsr_core::rule_versions::version_key(program, version);
+            match all.get(&key) {
+                Some(a) => out.push((
+                    program.to_owned(),
+                    serde_json::to_vec(a).expect("an activation serializes to JSON"),
+                )),
+                None => tracing::warn!(
+                    program,
+                    version,
+                    "restored records were decided under a rule version missing from {}; the partition decides under the file's version",
+                    self.topics.program_rules
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Calls `f(offset, key, value)` for every keyed record of partition `p` of a compacted
@@ -420,14 +514,24 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
             .last()
             .map(|r| r.offset as u64)
             .unwrap_or(first_offset);
-        let mut events: Vec<Option<Event>> = vec![None; (last_offset - first_offset + 1) as usize];
+        let mut events: Vec<Option<Input>> = vec![None; (last_offset - first_offset + 1) as usize];
         let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
         self.codec.prepare(&values).await.map_err(RunError::Codec)?;
         let mut dead: Vec<(Source, Record)> = Vec::new();
         for r in &records {
             let i = (r.offset as u64 - first_offset) as usize;
-            match r.value.as_deref().map(|v| self.codec.decode_event(v)) {
-                Some(Ok(e)) => events[i] = Some(e),
+            let decoded = if crate::rules::is_control(r) {
+                match self.activation_of(r).await? {
+                    Ok(a) => Some(Ok(Input::Activation(Box::new(a)))),
+                    Err(reason) => Some(Err(reason)),
+                }
+            } else {
+                r.value
+                    .as_deref()
+                    .map(|v| self.codec.decode_event(v).map(Input::Event))
+            };
+            match decoded {
+                Some(Ok(input)) => events[i] = Some(input),
                 Some(Err(reason)) => dead.push((
                     Source {
                         offset: r.offset as u64,

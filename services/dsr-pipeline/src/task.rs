@@ -3,6 +3,7 @@
 
 use dsr_core::eligibility::Program;
 use dsr_core::reducer::{target_household, ApplyError};
+use dsr_core::rule_versions::{reevaluate, ActivationRecord, RuleActivation};
 use dsr_core::waiting::{retry_waiting, waits, Attempt};
 use dsr_core::{process, Context, EligibilityChange, Event, Household, HouseholdId, PmtModel};
 use dsr_store::{PartitionState, StateBatch, StoreError};
@@ -29,6 +30,15 @@ impl Source {
             seq: q.parse().ok()?,
         })
     }
+}
+
+/// One input record of the household topic.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A life event (or a derived one) for one household.
+    Event(Event),
+    /// A rule version taking effect: every household of the partition is decided again.
+    Activation(Box<ActivationRecord>),
 }
 
 /// One record the batch must produce.
@@ -95,12 +105,17 @@ pub struct BatchOutput {
     /// Events parked / taken out of parking in this batch.
     pub parked_now: u64,
     pub unparked: u64,
+    /// Rule versions that took effect (program id, the activation as the state keeps it).
+    pub programs: Vec<(String, Vec<u8>)>,
+    pub activations: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the rule version kept for program `{program}` is unreadable: {reason} (restore the partition from its changelog)")]
+    KeptRule { program: String, reason: String },
     #[error("the batch starts at offset {got}, but partition {partition} expects {expected}; the runner must read from the state's next offset")]
     OutOfOrder {
         partition: u32,
@@ -129,7 +144,23 @@ pub struct HouseholdTask<S: PartitionState> {
 pub const DEFAULT_CACHE_CAPACITY: usize = 200_000;
 
 impl<S: PartitionState> HouseholdTask<S> {
-    pub fn new(state: S, model: PmtModel, programs: Vec<Program>) -> Result<Self, TaskError> {
+    /// A task for `state` deciding `programs`, except where the partition has met a newer
+    /// version of a program's rule (kept in the state): that version is used.
+    pub fn new(state: S, model: PmtModel, mut programs: Vec<Program>) -> Result<Self, TaskError> {
+        for (id, kept) in state.programs()? {
+            let bad = |reason: String| TaskError::KeptRule {
+                program: id.clone(),
+                reason,
+            };
+            let record: ActivationRecord =
+                serde_json::from_slice(&kept).map_err(|e| bad(e.to_string()))?;
+            let activation = record.compile().map_err(|e| bad(e.to_string()))?;
+            if let Some(p) = programs.iter_mut().find(|p| p.id == activation.program.id) {
+                if activation.program.rule_version > p.rule_version {
+                    *p = activation.program;
+                }
+            }
+        }
         let next_offset = state.next_offset()?;
         let with_parked = state.parked_households()?.into_iter().collect();
         Ok(HouseholdTask {
@@ -167,13 +198,18 @@ impl<S: PartitionState> HouseholdTask<S> {
         &self.state
     }
 
+    /// The programs as this partition decides them now (rule versions it has met included).
+    pub fn programs(&self) -> &[Program] {
+        &self.programs
+    }
+
     /// Processes `events` (consecutive input records starting at `first_offset`; `None` marks
     /// a record that could not be decoded, already dead-lettered by the caller) without
     /// committing anything.
     pub fn process_batch(
         &mut self,
         first_offset: u64,
-        events: &[Option<Event>],
+        events: &[Option<Input>],
     ) -> Result<BatchOutput, TaskError> {
         if first_offset != self.next_offset {
             return Err(TaskError::OutOfOrder {
@@ -182,10 +218,6 @@ impl<S: PartitionState> HouseholdTask<S> {
                 got: first_offset,
             });
         }
-        let ctx = Context {
-            model: &self.model,
-            programs: &self.programs,
-        };
         let mut out = BatchOutput {
             next_offset: first_offset + events.len() as u64,
             ..BatchOutput::default()
@@ -193,7 +225,19 @@ impl<S: PartitionState> HouseholdTask<S> {
         let mut cache: HashMap<HouseholdId, Option<Household>> = HashMap::new();
         for (i, event) in events.iter().enumerate() {
             let offset = first_offset + i as u64;
-            let Some(event) = event else { continue };
+            let event = match event {
+                None => continue,
+                Some(Input::Activation(record)) => {
+                    out.activations += 1;
+                    self.activate(record, offset, &mut cache, &mut out)?;
+                    continue;
+                }
+                Some(Input::Event(event)) => event,
+            };
+            let ctx = Context {
+                model: &self.model,
+                programs: &self.programs,
+            };
             out.events += 1;
             let mut seq = 0u32;
             let Some(hid) = target_household(event).cloned() else {
@@ -299,6 +343,112 @@ impl<S: PartitionState> HouseholdTask<S> {
         Ok(out)
     }
 
+    /// A rule version takes effect: every household of the partition (those this batch holds,
+    /// as the batch left them, and the rest from the store), in household id order, is decided
+    /// again under it ([`reevaluate`], the function a preview runs); from here on the
+    /// partition decides the program under the new version.
+    fn activate(
+        &mut self,
+        record: &ActivationRecord,
+        offset: u64,
+        cache: &mut HashMap<HouseholdId, Option<Household>>,
+        out: &mut BatchOutput,
+    ) -> Result<(), TaskError> {
+        let mut seq = 0u32;
+        let dead = |reason: String, seq: &mut u32, out: &mut BatchOutput| {
+            out.outputs.push(Output::DeadLetter {
+                offset,
+                household_id: None,
+                reason,
+                source: next(offset, seq),
+                parked: None,
+            })
+        };
+        let activation: RuleActivation = match record.compile() {
+            Ok(a) => a,
+            Err(e) => {
+                dead(
+                    format!("rule activation {}: {e}", record.key()),
+                    &mut seq,
+                    out,
+                );
+                return Ok(());
+            }
+        };
+        let Some(index) = self
+            .programs
+            .iter()
+            .position(|p| p.id == activation.program.id)
+        else {
+            dead(
+                format!(
+                    "rule activation {}: this processor has no program `{}` (add its file to programs/ and restart)",
+                    record.key(),
+                    activation.program.id
+                ),
+                &mut seq,
+                out,
+            );
+            return Ok(());
+        };
+        if activation.program.rule_version <= self.programs[index].rule_version {
+            // Met again (an older marker, or one re-read): the version is in effect already.
+            return Ok(());
+        }
+        let mut stored = Vec::new();
+        self.state.for_each(&mut |h| {
+            if !cache.contains_key(&h.household_id) {
+                stored.push(h);
+            }
+            Ok(())
+        })?;
+        for h in stored {
+            self.cache.remove(&h.household_id);
+            cache.insert(h.household_id.clone(), Some(h));
+        }
+        let mut ids: Vec<HouseholdId> = cache
+            .iter()
+            .filter(|(_, h)| h.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        for hid in ids {
+            let h = cache
+                .get_mut(&hid)
+                .and_then(Option::as_mut)
+                .expect("listed above");
+            match reevaluate(h, &activation) {
+                Ok(change) => {
+                    if let Some(change) = change {
+                        out.outputs.push(Output::Eligibility {
+                            change,
+                            source: next(offset, &mut seq),
+                        });
+                    }
+                    let source = next(offset, &mut seq);
+                    out.last_change.insert(hid, source);
+                }
+                Err(e) => out.outputs.push(Output::DeadLetter {
+                    offset,
+                    household_id: Some(hid.clone()),
+                    reason: format!(
+                        "rule activation {}: the rule cannot be evaluated for household {hid}: {e}; it keeps its status",
+                        record.key()
+                    ),
+                    source: next(offset, &mut seq),
+                    parked: None,
+                }),
+            }
+        }
+        self.programs[index] = activation.program;
+        out.programs.retain(|(id, _)| *id != record.program.id);
+        out.programs.push((
+            record.program.id.clone(),
+            serde_json::to_vec(record).expect("an activation serializes to JSON"),
+        ));
+        Ok(())
+    }
+
     /// Applies one event; `Ok(true)` when the household changed.
     fn apply_one(
         &self,
@@ -395,6 +545,11 @@ impl<S: PartitionState> HouseholdTask<S> {
                 .map(|(h, events)| (h, events.as_slice()))
                 .collect(),
             next_offset: batch.next_offset,
+            programs: batch
+                .programs
+                .iter()
+                .map(|(id, a)| (id.as_str(), a.as_slice()))
+                .collect(),
         })?;
         self.next_offset = batch.next_offset;
         // Only now, with the batch on disk, does the cache take its records.

@@ -215,6 +215,10 @@ impl FjallPartition {
         format!("next-offset/{}", self.partition).into_bytes()
     }
 
+    fn programs_prefix(&self) -> String {
+        format!("program/{}/", self.partition)
+    }
+
     fn key(&self, household: &HouseholdId) -> [u8; 16] {
         self.keyring
             .pseudonym("household", household.as_str().as_bytes())
@@ -320,8 +324,26 @@ impl PartitionState for FjallPartition {
             self.offset_key(),
             batch.next_offset.to_be_bytes(),
         );
+        for (program, activation) in &batch.programs {
+            b.insert(
+                &self.meta,
+                format!("{}{program}", self.programs_prefix()),
+                *activation,
+            );
+        }
         let _guard = self.lock.lock().expect("partition lock");
         b.commit().map_err(backend)
+    }
+
+    fn programs(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = self.programs_prefix();
+        let mut out = Vec::new();
+        for kv in self.meta.prefix(&prefix) {
+            let (k, v) = kv.into_inner().map_err(backend)?;
+            let program = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((program, v.to_vec()));
+        }
+        Ok(out)
     }
 
     fn for_each(
@@ -346,6 +368,10 @@ impl PartitionState for FjallPartition {
             b.remove(&self.parked, k);
         }
         b.remove(&self.meta, self.offset_key());
+        for kv in self.meta.prefix(self.programs_prefix()) {
+            let k = kv.key().map_err(backend)?;
+            b.remove(&self.meta, k);
+        }
         let _guard = self.lock.lock().expect("partition lock");
         b.commit().map_err(backend)
     }

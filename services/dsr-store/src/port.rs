@@ -24,6 +24,9 @@ pub struct StateBatch<'a> {
     pub parked: Vec<(&'a HouseholdId, &'a [Event])>,
     /// The next input offset to read: every record before it is applied.
     pub next_offset: u64,
+    /// Rule versions that took effect in this batch: program id and the activation as the
+    /// processor encodes it. Kept (one per program, the latest) until replaced.
+    pub programs: Vec<(&'a str, &'a [u8])>,
 }
 
 /// The households of one input partition, with the offset they are applied up to.
@@ -38,6 +41,8 @@ pub trait PartitionState: Send + Sync {
     /// The households that have parked events (read once when a task starts, so the hot path
     /// need not look for parked events of every household).
     fn parked_households(&self) -> Result<Vec<HouseholdId>, StoreError>;
+    /// The rule versions in effect on this partition ([`StateBatch::programs`]), by program.
+    fn programs(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Writes the batch atomically; when it returns, the batch is on disk.
     fn commit(&self, batch: &StateBatch) -> Result<(), StoreError>;
     /// Every household, in no particular order (restore checks, tests, rebuilding a serving

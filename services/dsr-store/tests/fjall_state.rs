@@ -37,6 +37,7 @@ fn records_and_offset_commit_together_and_survive_a_reopen() {
             households: hs.iter().collect(),
             parked: vec![],
             next_offset: 200,
+            programs: vec![("child-grant", b"version 2".as_slice())],
         })
         .unwrap();
         assert_eq!(p.get(&hs[7].household_id).unwrap().as_ref(), Some(&hs[7]));
@@ -44,6 +45,10 @@ fn records_and_offset_commit_together_and_survive_a_reopen() {
     let state = open(dir.path()).unwrap();
     let p = state.partition(3).unwrap();
     assert_eq!(p.next_offset().unwrap(), 200);
+    assert_eq!(
+        p.programs().unwrap(),
+        vec![("child-grant".to_owned(), b"version 2".to_vec())]
+    );
     let mut n = 0;
     p.for_each(&mut |h| {
         let original = hs
@@ -60,9 +65,11 @@ fn records_and_offset_commit_together_and_survive_a_reopen() {
     let other = state.partition(4).unwrap();
     assert_eq!(other.next_offset().unwrap(), 0);
     assert!(other.get(&hs[7].household_id).unwrap().is_none());
-    // Clearing (before a restore) removes the records and the offset.
+    assert!(other.programs().unwrap().is_empty());
+    // Clearing (before a restore) removes the records, the offset and the rule versions.
     p.clear().unwrap();
     assert_eq!(p.next_offset().unwrap(), 0);
+    assert!(p.programs().unwrap().is_empty());
     assert!(p.get(&hs[7].household_id).unwrap().is_none());
 }
 
@@ -100,6 +107,7 @@ fn ids_and_names_are_not_on_disk_and_a_rotation_reencrypts_while_commits_go_on()
             std::slice::from_ref(&dsr_synth::fixtures::small_population(3, 300).households[1]),
         )],
         next_offset: 300,
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(
@@ -119,6 +127,7 @@ fn ids_and_names_are_not_on_disk_and_a_rotation_reencrypts_while_commits_go_on()
                     households: vec![&changed],
                     parked: vec![],
                     next_offset: 301,
+                    ..Default::default()
                 })
                 .unwrap();
             }

@@ -31,10 +31,10 @@ use dsr_core::Event;
 use std::sync::OnceLock;
 
 pub use outputs::{
-    decode_beneficiary_event, decode_eligibility_change, decode_household,
+    decode_beneficiary_event, decode_eligibility_change, decode_household, decode_rule_activation,
     eligibility_change_from_value, eligibility_change_to_value, encode_beneficiary_event,
-    encode_eligibility_change, encode_household, household_from_value, household_to_value,
-    CHANGE_KINDS,
+    encode_eligibility_change, encode_household, encode_rule_activation, household_from_value,
+    household_to_value, CHANGE_KINDS,
 };
 pub use read::from_value;
 pub use write::to_value;
@@ -102,7 +102,7 @@ pub enum DecodeError {
     },
     #[error("`{field}` is missing from the decoded record; the current schema and dsr-core disagree (a dsr-contracts bug: run `cargo test -p dsr-contracts`)")]
     MissingField { field: String },
-    #[error("not a valid JSON life event: {0}")]
+    #[error("not a valid JSON life event (or program definition): {0}")]
     Json(#[source] serde_json::Error),
 }
 

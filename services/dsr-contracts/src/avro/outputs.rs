@@ -21,6 +21,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use compact_str::CompactString;
 use dsr_core::eligibility::{ChangeKind, InputValue, Scalar};
 use dsr_core::household::{ProgramStatus, ShockDamage};
+use dsr_core::rule_versions::ActivationRecord;
 use dsr_core::score::ScoreSummary;
 use dsr_core::{BeneficiaryEvent, EligibilityChange, Household};
 use std::collections::HashMap;
@@ -524,6 +525,64 @@ pub fn decode_beneficiary_event(bytes: &[u8]) -> Result<BeneficiaryEvent, Decode
     })
 }
 
+/// Encodes an activated rule version as one Avro binary datum of the `RuleActivation` schema
+/// (the program travels as its file in JSON).
+pub fn encode_rule_activation(a: &ActivationRecord) -> Result<Vec<u8>, EncodeError> {
+    let program = serde_json::to_string(&a.program).expect("a program file serializes to JSON");
+    let value = record([
+        ("activation_id", Value::Uuid(a.activation_id)),
+        ("program_id", write::string(&a.program.id)),
+        (
+            "rule_version",
+            Value::Int(i32::try_from(a.program.rule_version).map_err(|_| {
+                EncodeError::OutOfRange {
+                    field: "rule_version".into(),
+                    value: u64::from(a.program.rule_version),
+                }
+            })?),
+        ),
+        ("activated_at", Value::TimestampMicros(a.activated_at.0)),
+        ("activated_by", write::string(&a.activated_by)),
+        ("program", write::string(&program)),
+    ]);
+    static WRITER: OnceLock<GenericDatumWriter<'static>> = OnceLock::new();
+    WRITER
+        .get_or_init(|| {
+            GenericDatumWriter::builder(schemas::rule_activation_schema())
+                .build()
+                .expect("RuleActivation is self-contained")
+        })
+        .write_value_to_vec(value)
+        .map_err(|source| EncodeError::Record {
+            record: "RuleActivation",
+            source,
+        })
+}
+
+/// Decodes one Avro binary datum of the `RuleActivation` schema.
+pub fn decode_rule_activation(bytes: &[u8]) -> Result<ActivationRecord, DecodeError> {
+    static READER: OnceLock<GenericDatumReader<'static>> = OnceLock::new();
+    let reader = READER.get_or_init(|| {
+        GenericDatumReader::builder(schemas::rule_activation_schema())
+            .build()
+            .expect("RuleActivation is self-contained")
+    });
+    let value = read_datum(reader, bytes)?;
+    let at = At::ROOT;
+    let mut f = Fields::of(value, &at)?;
+    let activation_id = f.get("activation_id", &at, read::uuid)?;
+    let activated_at = f.get("activated_at", &at, read::micros)?;
+    let activated_by = f.get("activated_by", &at, read::string)?;
+    let program = f.get("program", &at, read::string)?;
+    let program = serde_json::from_str(&program).map_err(DecodeError::Json)?;
+    Ok(ActivationRecord {
+        activation_id,
+        activated_at,
+        activated_by,
+        program,
+    })
+}
+
 #[cfg(test)]
 mod beneficiary_tests {
     use super::*;
@@ -544,5 +603,29 @@ mod beneficiary_tests {
             let bytes = encode_beneficiary_event(&n).unwrap();
             assert_eq!(decode_beneficiary_event(&bytes).unwrap(), n);
         }
+    }
+}
+
+#[cfg(test)]
+mod rule_activation_tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_activation_round_trips() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../programs/child-grant.yaml"),
+        )
+        .unwrap();
+        let mut program: dsr_core::eligibility::ProgramFile =
+            serde_yaml_ng::from_str(&text).unwrap();
+        program.rule_version = 7;
+        let a = ActivationRecord::new(program, "admin-1", dsr_core::Micros(1_700_000_000_000_000));
+        let back = decode_rule_activation(&encode_rule_activation(&a).unwrap()).unwrap();
+        assert_eq!(back.activation_id, a.activation_id);
+        assert_eq!(back.program.rule, a.program.rule);
+        assert_eq!(back.program.rule_version, 7);
+        assert_eq!(back.activated_by, "admin-1");
+        assert_eq!(back.compile().unwrap(), a.compile().unwrap());
     }
 }

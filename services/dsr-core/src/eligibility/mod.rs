@@ -94,6 +94,7 @@ pub struct Program {
     pub benefit: Compiled,
     pub fields_allowed: Vec<String>,
     pub area_scope: Option<AreaCode>,
+    pub description: Option<String>,
     /// Event types a current beneficiary's household is notified of (sorted).
     pub life_events: Vec<CompactString>,
     /// What rule and benefit read, worked out once at load: household fields, member fields,
@@ -268,7 +269,26 @@ impl Program {
             benefit,
             fields_allowed: f.fields_allowed,
             area_scope,
+            description: f.description,
         })
+    }
+
+    /// The program as a file again (what a new rule version starts from).
+    pub fn to_file(&self) -> ProgramFile {
+        ProgramFile {
+            id: self.id.to_string(),
+            name: self.name.clone(),
+            owner: self.owner.clone(),
+            purpose: self.purpose.clone(),
+            data_sharing_agreement: self.data_sharing_agreement.clone(),
+            rule_version: self.rule_version,
+            rule: self.rule.source.clone(),
+            benefit: self.benefit.source.clone(),
+            fields_allowed: self.fields_allowed.clone(),
+            area_scope: self.area_scope.as_ref().map(|a| a.to_string()),
+            description: self.description.clone(),
+            notify_life_events: Some(self.life_events.iter().map(|t| t.to_string()).collect()),
+        }
     }
 
     /// Eligible or not, and the benefit (0 when not eligible).
@@ -513,6 +533,13 @@ mod tests {
         Program::from_yaml(&format!(
             "id: t\nname: T\nowner: O\npurpose: P\ndata_sharing_agreement: D\nrule_version: 1\nrule: \"{rule}\"\nbenefit: \"{benefit}\"\nfields_allowed: [need_score]\n"
         ))
+    }
+
+    #[test]
+    fn a_program_survives_the_trip_to_a_file_and_back() {
+        for p in programs() {
+            assert_eq!(Program::from_file(p.to_file()).unwrap(), p);
+        }
     }
 
     #[test]
