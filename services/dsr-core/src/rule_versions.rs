@@ -160,7 +160,7 @@ impl RulePreview {
     /// levels deep (1: the outermost, e.g. the region).
     pub fn add(&mut self, h: &Household, activation: &RuleActivation, area_level: usize) {
         let program = &activation.program.id;
-        let before = h.programs.iter().find(|s| &s.program_id == program);
+        let before = h.programs.iter().find(|s| s.program_id == *program);
         let mut after = h.clone();
         let outcome = reevaluate(&mut after, activation);
         let area = h
@@ -198,7 +198,7 @@ impl RulePreview {
                 if let Some(s) = after
                     .programs
                     .iter()
-                    .find(|s| &s.program_id == program && s.eligible)
+                    .find(|s| s.program_id == *program && s.eligible)
                 {
                     self.eligible_after += 1;
                     a.eligible_after += 1;
