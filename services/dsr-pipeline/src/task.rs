@@ -33,6 +33,8 @@ impl Source {
 }
 
 /// One input record of the household topic.
+// Events are nearly every input: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Input {
     /// A life event (or a derived one) for one household.
