@@ -91,10 +91,13 @@ pub enum Action {
     /// `/v1/programs/{id}/webhook…`: register, change, remove a program's webhook and rotate
     /// its signing secret.
     ManageDelivery,
+    /// `/v1/programs/{id}/rule-versions…`: preview a new version of a program's rule and
+    /// activate it.
+    ManageRules,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::PublishEvents,
         Action::ReadHousehold,
         Action::ReadStatus,
@@ -105,6 +108,7 @@ impl Action {
         Action::ApproveScaleUp,
         Action::ReadProgramFeed,
         Action::ManageDelivery,
+        Action::ManageRules,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +123,7 @@ impl Action {
             Action::ApproveScaleUp => "scale_up.approve",
             Action::ReadProgramFeed => "program.feed.read",
             Action::ManageDelivery => "program.delivery.manage",
+            Action::ManageRules => "program.rules.manage",
         }
     }
 
@@ -157,6 +162,7 @@ pub fn permits(role: Role, action: Action) -> bool {
         ApproveScaleUp => matches!(role, Approver),
         ReadProgramFeed => matches!(role, Program),
         ManageDelivery => matches!(role, Admin),
+        ManageRules => matches!(role, Admin),
     }
 }
 

@@ -74,6 +74,9 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             Rule::Needs(ManageDelivery)
         }
         "/v1/programs/{id}/webhook/rotate-secret" if post => Rule::Needs(ManageDelivery),
+        "/v1/programs/{id}/rule-versions" | "/v1/programs/{id}/rule-versions/preview" if post => {
+            Rule::Needs(ManageRules)
+        }
         "/v1/audit" if get => Rule::Needs(ReadAudit),
         p if p.starts_with("/v1/admin/clients") || p.starts_with("/v1/admin/data-keys") => {
             Rule::Needs(ManageClients)

@@ -45,6 +45,7 @@ pub mod data_keys;
 mod events;
 mod households;
 mod programs;
+mod rule_versions;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -72,6 +73,11 @@ pub trait EventSink: Send + Sync {
         topic: &'a str,
         records: Vec<Record>,
     ) -> Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>>;
+    /// The number of partitions of `topic` (a rule activation marks every one).
+    fn partitions<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<i32, LogError>> + Send + 'a>>;
 }
 
 impl<L: Log + 'static> EventSink for L {
@@ -81,6 +87,12 @@ impl<L: Log + 'static> EventSink for L {
         records: Vec<Record>,
     ) -> Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>> {
         Box::pin(async move { Log::append(self, topic, records).await.map(|_| ()) })
+    }
+    fn partitions<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<i32, LogError>> + Send + 'a>> {
+        Box::pin(Log::partition_count(self, topic))
     }
 }
 
@@ -103,8 +115,14 @@ pub struct ApiState {
     pub audit: Arc<dsr_audit::AuditLog>,
     /// The data keys that seal personal data at rest, and their rotation.
     pub data_keys: Arc<data_keys::DataKeys>,
-    /// The programs the processor evaluates.
-    pub programs: Arc<Vec<dsr_core::eligibility::Program>>,
+    /// The programs the processor evaluates, at their latest activated rule versions.
+    pub programs: std::sync::RwLock<Vec<dsr_core::eligibility::Program>>,
+    /// The last previewed draft of a new rule version, per program: activation activates
+    /// exactly what was previewed.
+    pub rule_drafts:
+        std::sync::Mutex<std::collections::HashMap<String, dsr_core::eligibility::ProgramFile>>,
+    /// `dsr.household-events` and `dsr.program-rules`.
+    pub topics: dsr_pipeline::runner::Topics,
     /// Their webhooks, dead letters, delivery counters and pull feed.
     pub delivery: Arc<dsr_delivery::Delivery>,
 }
@@ -273,6 +291,8 @@ fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(programs::get_delivery))
         .routes(routes!(programs::put_webhook, programs::delete_webhook))
         .routes(routes!(programs::rotate_secret))
+        .routes(routes!(rule_versions::preview_rule_version))
+        .routes(routes!(rule_versions::activate_rule_version))
         .routes(routes!(programs::get_changes))
         .routes(routes!(programs::get_dead_letters))
         .routes(routes!(programs::post_replay))

@@ -110,7 +110,7 @@ fn own_program(identity: &Identity, program: &str) -> Result<(), Response> {
     }
 }
 
-fn known(state: &ApiState, program: &str) -> Result<(), Response> {
+pub(crate) fn known(state: &ApiState, program: &str) -> Result<(), Response> {
     state
         .delivery
         .program(program)
@@ -125,6 +125,8 @@ pub async fn list_programs(State(state): State<Arc<ApiState>>) -> Response {
     let now = now_ms();
     let views: Vec<ProgramView> = state
         .programs
+        .read()
+        .expect("programs lock")
         .iter()
         .map(|p| ProgramView {
             id: p.id.to_string(),

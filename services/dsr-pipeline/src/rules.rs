@@ -60,24 +60,17 @@ pub fn is_control(record: &ConsumedRecord) -> bool {
     record.header(CONTROL_HEADER).is_some()
 }
 
-/// Activates a version: the version to `dsr.program-rules`, then a marker to every partition
-/// of the household topic. Appending again (after an error) is harmless: a partition that
-/// meets a version it already has ignores the marker.
-pub async fn activate<L: Log, C: Codec>(
-    log: &L,
+/// The records that activate a version: the version for `dsr.program-rules`, and a marker
+/// for each of the `partitions` partitions of the household topic (append them in that order).
+pub fn activation_records<C: Codec>(
     codec: &C,
-    topics: &Topics,
     record: &ActivationRecord,
-) -> Result<(), RulesError> {
+    partitions: i32,
+) -> Result<(Record, Vec<Record>), RulesError> {
     let value = codec
         .encode_rule_activation(record)
         .map_err(RulesError::Encode)?;
-    log.append(
-        &topics.program_rules,
-        vec![Record::new(record.key(), value)],
-    )
-    .await?;
-    let partitions = log.partition_count(&topics.household_events).await?;
+    let version = Record::new(record.key(), value);
     let markers = (0..partitions)
         .map(|p| {
             let mut r = Record {
@@ -92,6 +85,21 @@ pub async fn activate<L: Log, C: Codec>(
             r
         })
         .collect();
+    Ok((version, markers))
+}
+
+/// Activates a version: the version to `dsr.program-rules`, then a marker to every partition
+/// of the household topic. Appending again (after an error) is harmless: a partition that
+/// meets a version it already has ignores the marker.
+pub async fn activate<L: Log, C: Codec>(
+    log: &L,
+    codec: &C,
+    topics: &Topics,
+    record: &ActivationRecord,
+) -> Result<(), RulesError> {
+    let partitions = log.partition_count(&topics.household_events).await?;
+    let (version, markers) = activation_records(codec, record, partitions)?;
+    log.append(&topics.program_rules, vec![version]).await?;
     log.append(&topics.household_events, markers).await?;
     Ok(())
 }

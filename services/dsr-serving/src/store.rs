@@ -508,6 +508,21 @@ impl ServingStore {
         Ok(out)
     }
 
+    /// Calls `f` with every current household record, in no particular order (a scan: for
+    /// previews over the whole registry, not hot paths).
+    pub fn for_each_household(&self, f: &mut dyn FnMut(Household)) -> Result<(), ServingError> {
+        for kv in self.households.iter() {
+            let (k, v) = kv.into_inner().map_err(backend)?;
+            let plain =
+                self.open_value(&self.households, &k, &v, || "a household record".into())?;
+            f(codec::decode(&plain).map_err(|e| ServingError::Corrupt {
+                what: "a household record".into(),
+                message: e.to_string(),
+            })?);
+        }
+        Ok(())
+    }
+
     /// How many households the store holds (a scan: for dashboards, not hot paths).
     pub fn household_count(&self) -> Result<u64, ServingError> {
         let mut n = 0;

@@ -295,7 +295,24 @@ impl UpConfig {
             .context("opening the delivery dead-letter store")?,
             Arc::new(log.clone()),
         ));
-        let program_list = Arc::new(programs.clone());
+        // The API shows (and previews against) each program's latest activated rule version;
+        // each processor partition keeps the version it has met in its own state.
+        let mut program_list = programs.clone();
+        let activated =
+            dsr_pipeline::rules::activations(&log, &codec(), &topics.program_rules).await?;
+        dsr_pipeline::rules::overlay(&mut program_list, &activated)
+            .context("an activated rule version in dsr.program-rules does not compile")?;
+        for p in &program_list {
+            if programs
+                .iter()
+                .any(|f| f.id == p.id && f.rule_version < p.rule_version)
+            {
+                eprintln!(
+                    "dsr up: program {} runs rule version {} (activated; the file has an older one)",
+                    p.id, p.rule_version
+                );
+            }
+        }
         let processor = HouseholdProcessor {
             log: log.clone(),
             codec: codec(),
@@ -397,7 +414,9 @@ impl UpConfig {
                     Arc::new(super::sealed_places::Delivery(Arc::clone(&delivery))),
                 ],
             )),
-            programs: program_list,
+            programs: std::sync::RwLock::new(program_list),
+            rule_drafts: Default::default(),
+            topics: topics.clone(),
             delivery: Arc::clone(&delivery),
         });
         let listener = tokio::net::TcpListener::bind(self.listen)
