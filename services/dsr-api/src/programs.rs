@@ -199,7 +199,21 @@ pub async fn put_webhook(
     {
         return problem(StatusCode::BAD_REQUEST, e.to_string());
     }
-    let result = state.delivery.subscriptions.put(&id, spec, now_ms());
+    // A new webhook's live delivery starts at the topics' ends now; its backfill is the
+    // eligible set as of there.
+    let live_from =
+        if state.delivery.subscriptions.get(&id).is_none() && spec.backfill != Some(false) {
+            match state.delivery.live_ends(&id).await {
+                Ok(ends) => Some(ends),
+                Err(e) => return delivery_error(e),
+            }
+        } else {
+            None
+        };
+    let result = state
+        .delivery
+        .subscriptions
+        .put_from(&id, spec, now_ms(), live_from);
     let outcome = match &result {
         Ok(_) => "allowed".to_owned(),
         Err(e) => format!("failed: {e}"),

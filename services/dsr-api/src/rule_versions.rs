@@ -136,16 +136,17 @@ pub async fn preview_rule_version(
     if let Err(r) = known(&state, &id) {
         return r;
     }
-    let draft: RuleDraft =
-        match serde_json::from_slice(&body) {
-            Ok(d) => d,
-            Err(e) => return problem(
+    let draft: RuleDraft = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => {
+            return problem(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "the body is not a rule draft ({{\"rule\": \"…\", \"benefit\": \"…\"}}): {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let Some(program) = current(&state, &id) else {
         return problem(StatusCode::NOT_FOUND, format!("no program `{id}`"));
     };

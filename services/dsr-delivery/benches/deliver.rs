@@ -123,6 +123,8 @@ async fn run(batch_size: usize, changes: u64, rate: Option<u64>) -> (f64, Vec<f6
                 url: format!("http://{address}/hook"),
                 batch_size: Some(batch_size),
                 allow_private_network: true,
+                // Every change on the topic is measured, not the eligible set.
+                backfill: Some(false),
                 ..Default::default()
             },
             0,

@@ -26,4 +26,4 @@ pub mod worker;
 pub use dead_letters::{DeadLetter, DeadLetters};
 pub use message::Message;
 pub use service::{Delivery, DeliveryError, DeliveryStatus, FeedPage, ProgramTopic, ReplayRequest};
-pub use subscriptions::{Subscriptions, WebhookSpec};
+pub use subscriptions::{Backfill, LiveFrom, Subscriptions, WebhookSpec};

@@ -153,6 +153,30 @@ impl Message {
         ))
     }
 
+    /// The household's place in the eligible set as a new subscriber gets it first: its last
+    /// change (an `entered` or `changed`) turned into `eligibility.entered`, marked
+    /// `"backfill": true`, with an id derived from the change's (the same every time).
+    pub fn backfill(&self) -> Message {
+        let mut m = self.clone();
+        m.id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("backfill:{}", self.id).as_bytes(),
+        )
+        .to_string();
+        m.kind = "eligibility.entered".into();
+        m.data["kind"] = json!("entered");
+        m.data["backfill"] = json!(true);
+        m
+    }
+
+    /// Whether an eligibility message leaves its household eligible (entered or changed).
+    pub fn leaves_eligible(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "eligibility.entered" | "eligibility.changed"
+        )
+    }
+
     /// The household the message is about.
     pub fn household_id(&self) -> &str {
         self.data
@@ -259,6 +283,21 @@ mod tests {
             .data
             .get("person_id")
             .is_none());
+    }
+
+    #[test]
+    fn a_backfill_message_is_an_entered_with_a_stable_id_of_its_own() {
+        let mut c = dsr_contracts::fixtures::eligibility_changes().remove(0);
+        c.kind = ChangeKind::Changed;
+        let m = Message::from_change(&c, 3, 7);
+        assert!(m.leaves_eligible());
+        let b = m.backfill();
+        assert_eq!(b.kind, "eligibility.entered");
+        assert_eq!(b.data["kind"], "entered");
+        assert_eq!(b.data["backfill"], true);
+        assert_ne!(b.id, m.id);
+        assert_eq!(b.id, m.backfill().id);
+        assert_eq!(b.data["household_id"], m.data["household_id"]);
     }
 
     #[test]

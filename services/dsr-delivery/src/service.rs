@@ -189,6 +189,25 @@ impl Delivery {
             .ok_or_else(|| DeliveryError::UnknownProgram(id.to_owned()))
     }
 
+    /// The ends of the program's topics now: where a webhook registered now starts live
+    /// delivery (its backfill is the eligible set as of there).
+    pub async fn live_ends(
+        &self,
+        program: &str,
+    ) -> Result<Vec<crate::subscriptions::LiveFrom>, DeliveryError> {
+        let p = self.program(program)?.clone();
+        let mut out = Vec::new();
+        for tp in p.partitions(self.log.as_ref()).await? {
+            let offset = self.log.end(&tp).await?;
+            out.push(crate::subscriptions::LiveFrom {
+                topic: tp.topic,
+                partition: tp.partition,
+                offset,
+            });
+        }
+        Ok(out)
+    }
+
     /// Tells the workers that a subscription changed.
     pub fn subscriptions_changed(&self) {
         self.wake.notify_waiters();

@@ -44,6 +44,51 @@ pub struct WebhookSpec {
     /// How long to wait for the receiver's answer in milliseconds [default: 10000].
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// A new webhook first receives the program's current eligible set (as `entered`
+    /// changes marked `backfill`), then the changes from then on [default: true]. `false`:
+    /// every change the topic keeps, from the first. Ignored when changing a webhook.
+    #[serde(default)]
+    pub backfill: Option<bool>,
+}
+
+/// Where a webhook's delivery starts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Backfill {
+    /// No backfill: delivery starts at the first change the topics keep.
+    #[default]
+    None,
+    /// To do: the worker takes the topics' ends as the start of live delivery.
+    Pending,
+    /// The eligible set as of `live_from` is being sent (sent again, with the same ids, if
+    /// the worker stops before it is through).
+    Sending { live_from: Vec<LiveFrom> },
+    /// Sent: live delivery goes on from `live_from` (records before it are not sent).
+    Done {
+        live_from: Vec<LiveFrom>,
+        households: u64,
+    },
+}
+
+/// Where live delivery starts on one topic partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveFrom {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Backfill {
+    /// The first offset live delivery sends on `topic`/`partition` (0: all).
+    pub fn live_from(&self, topic: &str, partition: i32) -> i64 {
+        match self {
+            Backfill::Sending { live_from } | Backfill::Done { live_from, .. } => live_from
+                .iter()
+                .find(|l| l.topic == topic && l.partition == partition)
+                .map_or(0, |l| l.offset),
+            Backfill::None | Backfill::Pending => 0,
+        }
+    }
 }
 
 /// A program's webhook, validated.
@@ -59,6 +104,7 @@ pub struct Webhook {
     pub timeout_ms: u64,
     pub secrets: Vec<StoredSecret>,
     pub created_ms: i64,
+    pub backfill: Backfill,
 }
 
 /// A signing secret and how long it stays valid.
@@ -97,6 +143,7 @@ impl Webhook {
                 .filter(|s| s.expires_ms.is_some_and(|e| e > now_ms))
                 .filter_map(|s| s.expires_ms)
                 .collect(),
+            backfill: self.backfill.clone(),
         }
     }
 }
@@ -115,6 +162,8 @@ pub struct WebhookView {
     pub secrets_in_force: usize,
     /// When the old secrets of a rotation stop being used (ms since the epoch).
     pub secret_expires_ms: Vec<i64>,
+    /// Whether the eligible set was sent first, and where live delivery started.
+    pub backfill: Backfill,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +190,8 @@ struct FileWebhook {
     timeout_ms: u64,
     created_ms: i64,
     secrets: Vec<FileSecret>,
+    #[serde(default)]
+    backfill: Backfill,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -215,6 +266,7 @@ impl Subscriptions {
                         timeout_ms: f.timeout_ms,
                         secrets,
                         created_ms: f.created_ms,
+                        backfill: f.backfill,
                     },
                 );
             }
@@ -236,12 +288,26 @@ impl Subscriptions {
     }
 
     /// Registers or changes `program`'s webhook. A new webhook gets a new secret, returned
-    /// (shown once); a changed one keeps its secrets (`None`).
+    /// (shown once); a changed one keeps its secrets (`None`). A new webhook's backfill is
+    /// done from where its worker finds the topics' ends ([`Subscriptions::put_from`] fixes
+    /// them at registration).
     pub fn put(
         &self,
         program: &str,
         spec: WebhookSpec,
         now_ms: i64,
+    ) -> Result<(Webhook, Option<Secret>), SubscriptionError> {
+        self.put_from(program, spec, now_ms, None)
+    }
+
+    /// [`Subscriptions::put`], with a new webhook's live delivery starting at `live_from` (the
+    /// topics' ends when it was registered), its backfill the eligible set as of there.
+    pub fn put_from(
+        &self,
+        program: &str,
+        spec: WebhookSpec,
+        now_ms: i64,
+        live_from: Option<Vec<LiveFrom>>,
     ) -> Result<(Webhook, Option<Secret>), SubscriptionError> {
         let url = parse_target(&spec.url)?;
         let batch_size = spec.batch_size.unwrap_or(1);
@@ -264,6 +330,12 @@ impl Subscriptions {
         }
         let mut hooks = self.hooks.write().expect("webhooks lock");
         let previous = hooks.get(program);
+        let backfill = match (previous, live_from) {
+            (Some(p), _) => p.backfill.clone(),
+            (None, _) if !spec.backfill.unwrap_or(true) => Backfill::None,
+            (None, Some(live_from)) => Backfill::Sending { live_from },
+            (None, None) => Backfill::Pending,
+        };
         let (secrets, created_ms, new_secret) = match previous {
             Some(p) => (p.secrets.clone(), p.created_ms, None),
             None => {
@@ -290,6 +362,7 @@ impl Subscriptions {
             timeout_ms,
             secrets,
             created_ms,
+            backfill,
         };
         let mut next = hooks.clone();
         next.insert(program.to_owned(), hook.clone());
@@ -325,6 +398,25 @@ impl Subscriptions {
         self.save(&next)?;
         *hooks = next;
         Ok(secret)
+    }
+
+    /// Records how far `program`'s backfill is (the webhook as it is then; `None` if it was
+    /// removed meanwhile).
+    pub fn set_backfill(
+        &self,
+        program: &str,
+        backfill: Backfill,
+    ) -> Result<Option<Webhook>, SubscriptionError> {
+        let mut hooks = self.hooks.write().expect("webhooks lock");
+        let mut next = hooks.clone();
+        let Some(hook) = next.get_mut(program) else {
+            return Ok(None);
+        };
+        hook.backfill = backfill;
+        let hook = hook.clone();
+        self.save(&next)?;
+        *hooks = next;
+        Ok(Some(hook))
     }
 
     /// Removes `program`'s webhook; whether it had one.
@@ -371,6 +463,7 @@ impl Subscriptions {
                         max_backoff_ms: h.max_backoff_ms,
                         timeout_ms: h.timeout_ms,
                         created_ms: h.created_ms,
+                        backfill: h.backfill.clone(),
                         secrets: h
                             .secrets
                             .iter()

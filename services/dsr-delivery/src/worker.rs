@@ -9,10 +9,10 @@
 use crate::message::{batch_body, rfc3339_ms, Message};
 use crate::service::{Delivery, DeliveryError, ProgramTopic, Replay};
 use crate::signing::signature_header;
-use crate::subscriptions::Webhook;
+use crate::subscriptions::{Backfill, Webhook};
 use crate::target::check_addresses;
 use dsr_log::{ConsumedRecord, GroupEvent, GroupMember, Log, TopicPartition};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -91,6 +91,13 @@ impl Delivery {
                 }
                 continue;
             }
+            // A new webhook gets the eligible set first, before the group is joined (a long
+            // backfill must not keep a Kafka group member from polling).
+            if let Some(hook) = self.subscriptions.get(&program.program_id) {
+                if !self.backfill(&hook, &program, &mut stop).await? {
+                    return Ok(());
+                }
+            }
             let mut member = log.join_group(&group, &program.topics())?;
             let result = self.deliver(&mut member, &program, &mut stop).await;
             let _ = member.leave().await;
@@ -132,7 +139,8 @@ impl Delivery {
                             let at = match c {
                                 Some(o) => o,
                                 None => self.log.beginning(tp).await?,
-                            };
+                            }
+                            .max(hook.backfill.live_from(&tp.topic, tp.partition));
                             self.counters(id, |c| {
                                 c.positions.insert((tp.topic.clone(), tp.partition), at)
                             });
@@ -158,6 +166,14 @@ impl Delivery {
                         let mut stopped = false;
                         'partitions: for ((topic, partition), records) in by_partition {
                             let tp = TopicPartition::new(topic.clone(), partition);
+                            // Before where live delivery starts (a backfill sent the state
+                            // of things there): settled without sending.
+                            let live_from = hook.backfill.live_from(&topic, partition);
+                            let (before, records): (Vec<_>, Vec<_>) =
+                                records.into_iter().partition(|r| r.offset < live_from);
+                            if let Some(last) = before.last() {
+                                settled.insert(tp.clone(), last.next_offset());
+                            }
                             for chunk in records.chunks(hook.batch_size) {
                                 if !self.send_chunk(&hook, program, chunk, stop).await? {
                                     stopped = true;
@@ -181,6 +197,84 @@ impl Delivery {
                 }
             }
         }
+    }
+
+    /// A new webhook's backfill: takes the topics' ends as where live delivery starts, sends
+    /// the program's eligible set as of there (each eligible household's last change, as an
+    /// `entered` marked `backfill`, in topic order), then marks it done. Stopped midway, it
+    /// starts over from the same ends, with the same message ids. `false` when stopped.
+    async fn backfill(
+        &self,
+        hook: &Webhook,
+        program: &ProgramTopic,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, DeliveryError> {
+        let id = program.program_id.as_str();
+        let live_from = match &hook.backfill {
+            Backfill::Sending { live_from } => live_from.clone(),
+            Backfill::Pending => {
+                let live_from = self.live_ends(id).await?;
+                let sending = Backfill::Sending {
+                    live_from: live_from.clone(),
+                };
+                if self.subscriptions.set_backfill(id, sending)?.is_none() {
+                    return Ok(true);
+                }
+                live_from
+            }
+            Backfill::None | Backfill::Done { .. } => return Ok(true),
+        };
+        let mut set = Vec::new();
+        for l in live_from.iter().filter(|l| l.topic == program.topic) {
+            let tp = TopicPartition::new(l.topic.clone(), l.partition);
+            // Each household's last change before the live start, with its offset.
+            let mut last: HashMap<String, (i64, Message)> = HashMap::new();
+            let mut from = self.log.beginning(&tp).await?;
+            while from < l.offset {
+                let records = self
+                    .log
+                    .read(&tp, from, 5_000, Duration::from_millis(200))
+                    .await?;
+                let Some(end) = records.last() else { break };
+                from = end.next_offset();
+                for r in records.iter().filter(|r| r.offset < l.offset) {
+                    match Message::from_record(r) {
+                        Ok(m) => {
+                            last.insert(m.household_id().to_owned(), (r.offset, m));
+                        }
+                        Err(reason) => {
+                            tracing::warn!(program = id, %reason, "a change the backfill cannot read is left out")
+                        }
+                    }
+                }
+            }
+            let mut eligible: Vec<(i64, Message)> = last
+                .into_values()
+                .filter(|(_, m)| m.leaves_eligible())
+                .collect();
+            eligible.sort_by_key(|(offset, _)| *offset);
+            set.extend(eligible.into_iter().map(|(_, m)| m.backfill()));
+        }
+        for chunk in set.chunks(hook.batch_size) {
+            match self.send_with_retry(hook, id, chunk, stop).await {
+                Sent::Delivered => self.counters(id, |c| c.delivered += chunk.len() as u64),
+                Sent::Failed { error, attempts } => {
+                    self.dead_letters
+                        .add(id, chunk, &error, attempts, now_ms())?;
+                }
+                Sent::Stopped => return Ok(false),
+            }
+        }
+        let households = set.len() as u64;
+        self.subscriptions.set_backfill(
+            id,
+            Backfill::Done {
+                live_from,
+                households,
+            },
+        )?;
+        tracing::info!(program = id, households, "backfill sent");
+        Ok(true)
     }
 
     /// Sends one chunk of records (undecodable ones go straight to the dead-letter store);
@@ -411,6 +505,7 @@ mod tests {
                 expires_ms: None,
             }],
             created_ms: 0,
+            backfill: Backfill::None,
         }
     }
 

@@ -129,6 +129,21 @@ async fn on_kafka_the_program_topics_and_their_webhooks_carry_the_domain_cores_c
         .spawn()
         .expect("dsr deliver starts");
 
+    // Each new webhook first sends its program's eligible set (none yet: the topics are
+    // empty) and starts live delivery where the topics end; wait for that before publishing.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = std::fs::read_to_string(&deliver_log).unwrap_or_default();
+        if log.matches("backfill sent").count() == fx.programs.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no backfill:\n{log}");
+        assert!(
+            deliver.try_wait().unwrap().is_none(),
+            "dsr deliver exited:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     fx.publish(&events).await;
     let mut process = start_process(&fx, &dir.path().join("processor"));
     let (households, changes) = wait_for_outputs(&fx, &expected).await;

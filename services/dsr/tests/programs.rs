@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::up::{
-    client_with, now, post, register_client, start, stop_with, wait_idle, wait_served,
+    client_with, now, post, program_feed, register_client, start, stop_with, wait_idle, wait_served,
 };
 use support::webhooks::{by_household, first_copies, serve, Receiver};
 
@@ -514,4 +514,163 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
     );
     let status = stop_with(&mut up, "-TERM");
     assert!(status.success(), "dsr up stops cleanly: {status}");
+}
+
+/// A program that subscribes after the registry has data: its webhook first receives the
+/// eligible set as of the registration (each eligible household's last change as an `entered`
+/// marked backfill), then exactly the changes and life events that came after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_gets_the_eligible_set_first_then_the_changes_since() {
+    let data = tempfile::tempdir().unwrap();
+    let up = start(data.path());
+    let api = up.api().await;
+    let base = up.base.clone();
+    let admin = api.admin.clone();
+    let population = dsr_synth::fixtures::small_population(47, 200);
+    let now = now();
+    let life_events: Vec<Event> = population
+        .events
+        .iter()
+        .filter(|e| !e.payload.is_area_event())
+        .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
+        .cloned()
+        .collect();
+    let (first, later) = life_events.split_at(life_events.len() * 2 / 3);
+    let (status, body) = post(&api, &base, &population.households).await;
+    assert_eq!(status, 202, "{body}");
+    for batch in first.chunks(200) {
+        let (status, body) = post(&api, &base, batch).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    wait_idle(&api, &base, Duration::from_secs(120)).await;
+
+    // What the program's topic holds before it subscribes, through its pull feed.
+    let key = register_client(
+        &base,
+        &admin,
+        json!({"id": "child-grant-client", "role": "program", "program": "child-grant",
+            "areas": ["*"], "requests_per_second": 100000,
+            "agreements": [{"id": "DSA-T", "purpose": "payment", "fields": ["programs"]}]}),
+    )
+    .await;
+    let program = client_with(&[("authorization", &format!("Bearer {key}"))]);
+    let before = program_feed(&program, &base, "child-grant").await;
+    let mut last: BTreeMap<String, (String, f64)> = BTreeMap::new();
+    for m in before
+        .iter()
+        .filter(|m| m["type"].as_str().unwrap().starts_with("eligibility."))
+    {
+        last.insert(
+            m["data"]["household_id"].as_str().unwrap().to_owned(),
+            (
+                m["data"]["kind"].as_str().unwrap().to_owned(),
+                m["data"]["benefit"].as_f64().unwrap(),
+            ),
+        );
+    }
+    let eligible: BTreeMap<String, f64> = last
+        .into_iter()
+        .filter(|(_, (kind, _))| kind != "exited")
+        .map(|(h, (_, b))| (h, b))
+        .collect();
+    assert!(eligible.len() > 5, "{} eligible", eligible.len());
+
+    let receiver = Arc::new(Receiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let _server = serve(Arc::clone(&receiver), listener);
+    let response = admin
+        .put(format!("{base}/v1/programs/child-grant/webhook"))
+        .json(&json!({"url": format!("http://{address}/hook/child-grant"),
+            "allow_private_network": true, "batch_size": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = response.json().await.unwrap();
+    receiver.secrets.lock().unwrap().insert(
+        "child-grant".into(),
+        vec![body["secret"].as_str().unwrap().to_owned()],
+    );
+    for batch in later.chunks(200) {
+        let (status, body) = post(&api, &base, batch).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    wait_idle(&api, &base, Duration::from_secs(120)).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        let s: Value = admin
+            .get(format!("{base}/v1/programs/child-grant/delivery"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["webhook"]["backfill"]["state"] == "done" && s["pending"] == 0 && s["retrying"] == 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        status["webhook"]["backfill"]["households"],
+        eligible.len() as u64,
+        "{status}"
+    );
+    assert_eq!(receiver.bad_signatures.load(Ordering::Relaxed), 0);
+
+    let received = first_copies(&receiver.received.lock().unwrap()["child-grant"]);
+    let is_backfill = |m: &Value| m["data"]["backfill"] == true;
+    // The eligible set, first.
+    let backfill: Vec<&Value> = received.iter().filter(|m| is_backfill(m)).collect();
+    let got: BTreeMap<String, f64> = backfill
+        .iter()
+        .map(|m| {
+            assert_eq!(m["type"], "eligibility.entered", "{m}");
+            (
+                m["data"]["household_id"].as_str().unwrap().to_owned(),
+                m["data"]["benefit"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, eligible,
+        "the backfill is the eligible set as of the registration"
+    );
+    assert_eq!(backfill.len(), eligible.len(), "one message per household");
+    let first_live = received.iter().position(|m| !is_backfill(m));
+    if let Some(i) = first_live {
+        assert!(
+            received[i..].iter().all(|m| !is_backfill(m)),
+            "the backfill comes before the changes since"
+        );
+    }
+    // Then exactly what came after, in per-household order.
+    let after = program_feed(&program, &base, "child-grant").await;
+    let seen: BTreeSet<&str> = before.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let since: Vec<Value> = after
+        .iter()
+        .filter(|m| !seen.contains(m["id"].as_str().unwrap()))
+        .cloned()
+        .collect();
+    assert!(!since.is_empty(), "later events changed something");
+    let live: Vec<Value> = received
+        .iter()
+        .filter(|m| !is_backfill(m))
+        .cloned()
+        .collect();
+    for prefix in ["eligibility.", "life_event."] {
+        let only = |ms: &[Value]| -> Vec<Value> {
+            ms.iter()
+                .filter(|m| m["type"].as_str().unwrap().starts_with(prefix))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            by_household(&only(&live)),
+            by_household(&only(&since)),
+            "{prefix}*: the webhook got what the topics got since the registration"
+        );
+    }
 }

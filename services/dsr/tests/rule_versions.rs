@@ -10,7 +10,9 @@ mod support;
 use dsr_core::Event;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::up::{client_with, now, post, register_client, start, stop_with, wait_idle};
+use support::up::{
+    client_with, now, post, program_feed as feed, register_client, start, stop_with, wait_idle,
+};
 
 /// The eligibility changes among `messages` that are not in `before` (the feed is in
 /// partition order, so new ones are not only at the end).
@@ -22,27 +24,6 @@ fn new_changes<'a>(messages: &'a [Value], before: &[Value]) -> Vec<&'a Value> {
         .filter(|m| m["type"].as_str().unwrap().starts_with("eligibility."))
         .filter(|m| !seen.contains(m["id"].as_str().unwrap()))
         .collect()
-}
-
-/// Every message of the program's pull feed, page by page.
-async fn feed(client: &reqwest::Client, base: &str, program: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{base}/v1/programs/{program}/changes?limit=1000");
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&after={c}"));
-        }
-        let response = client.get(url).send().await.unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        let page: Value = response.json().await.unwrap();
-        let messages = page["messages"].as_array().unwrap();
-        if messages.is_empty() {
-            return all;
-        }
-        all.extend(messages.iter().cloned());
-        cursor = Some(page["next"].as_str().unwrap().to_owned());
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,6 +90,10 @@ pub struct SetWebhook {
     initial_backoff_ms: Option<u64>,
     #[arg(long)]
     max_backoff_ms: Option<u64>,
+    /// Do not send the current eligible set first: deliver every change the topics keep,
+    /// from the first.
+    #[arg(long)]
+    no_backfill: bool,
     #[command(flatten)]
     place: Place,
 }
@@ -140,6 +144,7 @@ impl SetWebhook {
                     initial_backoff_ms: self.initial_backoff_ms,
                     max_backoff_ms: self.max_backoff_ms,
                     timeout_ms: None,
+                    backfill: Some(!self.no_backfill),
                 },
                 now_ms(),
             )
@@ -154,6 +159,11 @@ impl SetWebhook {
                 s.expose()
             ),
             None => println!("the signing secret is unchanged"),
+        }
+        if !self.no_backfill {
+            println!(
+                "`dsr deliver run` first sends the eligible set as of when it starts (marked backfill), then the changes from then on"
+            );
         }
         println!("a running `dsr deliver run` picks this up when restarted");
         Ok(())

@@ -271,3 +271,24 @@ pub async fn wait_idle(client: &Api, base: &str, limit: Duration) -> Value {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Every message of a program's pull feed, page by page, as `client` (the program's) reads it.
+pub async fn program_feed(client: &reqwest::Client, base: &str, program: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/programs/{program}/changes?limit=1000");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&after={c}"));
+        }
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let page: Value = response.json().await.unwrap();
+        let messages = page["messages"].as_array().unwrap();
+        if messages.is_empty() {
+            return all;
+        }
+        all.extend(messages.iter().cloned());
+        cursor = Some(page["next"].as_str().unwrap().to_owned());
+    }
+}
