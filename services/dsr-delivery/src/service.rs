@@ -72,6 +72,39 @@ pub enum DeliveryError {
     BadCursor(String),
     #[error("{0}")]
     BadReplay(String),
+    #[error("TLS for webhooks: {0}")]
+    Tls(String),
+}
+
+/// The webhook client: HTTPS with rustls (ring) trusting the system's roots and `extra`;
+/// redirects never followed (a 3xx could point a signed request anywhere).
+fn http_client(
+    extra: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<reqwest::Client, DeliveryError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 && extra.is_empty() {
+        tracing::warn!(
+            "no system CA certificates found: https webhooks will fail unless a CA file is given"
+        );
+    }
+    for cert in extra {
+        roots
+            .add(cert.clone())
+            .map_err(|e| DeliveryError::Tls(format!("a CA certificate is not usable: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DeliveryError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(config)
+        .build()
+        .map_err(|e| DeliveryError::Tls(e.to_string()))
 }
 
 /// What a worker has done for a program since the registry started.
@@ -165,11 +198,7 @@ impl Delivery {
         dead_letters: DeadLetters,
         log: Arc<dyn LogAccess>,
     ) -> Delivery {
-        let http = reqwest::Client::builder()
-            // Never follow a redirect: a 3xx could point a signed request anywhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client without TLS builds");
+        let http = http_client(&[]).expect("an HTTPS client with the system's roots builds");
         Delivery {
             programs,
             subscriptions,
@@ -180,6 +209,25 @@ impl Delivery {
             wake: tokio::sync::Notify::new(),
             http,
         }
+    }
+
+    /// Trusts the certificate authorities in `pem` (a PEM bundle, e.g. the ministry's own CA)
+    /// for `https` webhook targets, besides the system's.
+    pub fn with_extra_roots(mut self, pem: &[u8]) -> Result<Delivery, DeliveryError> {
+        use rustls_pki_types::pem::PemObject;
+        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
+            rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    DeliveryError::Tls(format!("the CA file is not PEM certificates: {e}"))
+                })?;
+        if certs.is_empty() {
+            return Err(DeliveryError::Tls(
+                "the CA file holds no certificate (expected -----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        self.http = http_client(&certs)?;
+        Ok(self)
     }
 
     pub fn program(&self, id: &str) -> Result<&ProgramTopic, DeliveryError> {

@@ -1,6 +1,6 @@
 //! Where a webhook may go. A registry that posts personal data to any URL an operator types
 //! would be a way into the ministry's own network (server-side request forgery), so a target
-//! must be `http`, must not carry credentials, and must not resolve to a private, loopback or
+//! must be `https` (or `http`, for a receiver on a private link), must not carry credentials, and must not resolve to a private, loopback or
 //! link-local address unless an admin allowed private targets for that program explicitly.
 //! The address is checked when the webhook is registered and again before every delivery (a
 //! name can be re-pointed later). Redirects are never followed: a `3xx` is a failed delivery.
@@ -12,7 +12,7 @@ use url::Url;
 pub enum TargetError {
     #[error("the webhook URL `{0}` does not parse: {1}")]
     Parse(String, String),
-    #[error("the webhook URL must use http (this build of dsr has no TLS client: put the receiver behind a TLS-terminating gateway on a private link and allow private targets), not `{0}`")]
+    #[error("the webhook URL must use https (or http on a private link), not `{0}`")]
     Scheme(String),
     #[error("the webhook URL must not carry a user name or password; receivers check the webhook-signature header instead")]
     Credentials,
@@ -27,7 +27,7 @@ pub enum TargetError {
 /// Parses and checks the form of a target URL (not its addresses).
 pub fn parse_target(text: &str) -> Result<Url, TargetError> {
     let url = Url::parse(text).map_err(|e| TargetError::Parse(text.to_owned(), e.to_string()))?;
-    if url.scheme() != "http" {
+    if url.scheme() != "https" && url.scheme() != "http" {
         return Err(TargetError::Scheme(url.scheme().to_owned()));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -117,8 +117,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_without_credentials() {
+    fn only_http_and_https_urls_without_credentials() {
         assert!(parse_target("http://receiver.example/hook").is_ok());
+        assert!(parse_target("https://receiver.example/hook").is_ok());
         assert_eq!(
             parse_target("ftp://x/").unwrap_err(),
             TargetError::Scheme("ftp".into())

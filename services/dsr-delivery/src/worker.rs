@@ -489,7 +489,7 @@ mod tests {
     use crate::signing::Secret;
     use crate::subscriptions::StoredSecret;
 
-    fn hook() -> Webhook {
+    pub(super) fn hook() -> Webhook {
         Webhook {
             program_id: "p".into(),
             url: "http://x/".parse().unwrap(),
@@ -518,5 +518,128 @@ mod tests {
                 assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use crate::subscriptions::Subscriptions;
+    use crate::DeadLetters;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A certificate authority and a receiver certificate for 127.0.0.1 it signed.
+    struct Pki {
+        ca_pem: String,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    }
+
+    fn pki() -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            chain: vec![leaf.der().clone()],
+            key: rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
+
+    /// An HTTPS receiver answering 204 to every request; records each request's head.
+    async fn receiver(pki: &Pki) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.chain.clone(), pki.key.clone_key())
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&heads);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return; // the client refused our certificate
+                    };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = tls.read(&mut chunk).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf).into_owned());
+                    tls.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (address, heads)
+    }
+
+    fn delivery(dir: &std::path::Path) -> Delivery {
+        let (keyring, _, _) =
+            dsr_crypto::Keyring::open_directory(&dir.join("security"), None, None, 0).unwrap();
+        let keyring = Arc::new(keyring);
+        let (log, _) = dsr_log::EmbeddedLog::open(dir.join("log")).unwrap();
+        Delivery::new(
+            Vec::new(),
+            Subscriptions::open(&dir.join("delivery"), Arc::clone(&keyring)).unwrap(),
+            DeadLetters::open(&dir.join("dead-letters"), keyring).unwrap(),
+            Arc::new(log),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn https_targets_are_verified_against_the_system_and_the_given_roots() {
+        let pki = pki();
+        let (address, heads) = receiver(&pki).await;
+        let mut hook = super::tests::hook();
+        hook.url = format!("https://{address}/hook").parse().unwrap();
+        hook.allow_private_network = true;
+        let dir = tempfile::tempdir().unwrap();
+
+        // Not trusted: the system's roots do not know the receiver's CA.
+        let untrusting = delivery(&dir.path().join("a"));
+        let refused = untrusting.post(&hook, "msg_1", b"{}").await.unwrap_err();
+        assert!(refused.contains("certificate"), "{refused}");
+        assert!(heads.lock().unwrap().is_empty());
+
+        // Trusted with the CA file: delivered, signed.
+        let trusting = delivery(&dir.path().join("b"))
+            .with_extra_roots(pki.ca_pem.as_bytes())
+            .unwrap();
+        trusting.post(&hook, "msg_1", b"{}").await.unwrap();
+        let heads = heads.lock().unwrap();
+        assert_eq!(heads.len(), 1);
+        let head = heads[0].to_ascii_lowercase();
+        assert!(head.starts_with("post /hook"), "{head}");
+        assert!(head.contains("webhook-signature: v1,"), "{head}");
+
+        // A CA file that is not PEM is refused with the reason.
+        let bad = delivery(&dir.path().join("c")).with_extra_roots(b"not a certificate");
+        assert!(matches!(bad, Err(DeliveryError::Tls(_))));
     }
 }

@@ -67,6 +67,10 @@ pub struct Run {
     /// Seconds between the progress lines (0: none).
     #[arg(long, default_value_t = 30)]
     progress_seconds: u64,
+    /// A PEM file of certificate authorities trusted for `https` webhook targets besides the
+    /// system's (e.g. the ministry's own CA).
+    #[arg(long, env = "DSR_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -188,12 +192,15 @@ impl Run {
             );
         }
         let log = KafkaLog::new(KafkaConfig::new(&self.bootstrap))?;
-        let delivery = Arc::new(Delivery::new(
-            program_topics(&programs, &Topics::default()),
-            subscriptions,
-            dead_letters,
-            Arc::new(log.clone()),
-        ));
+        let delivery = Arc::new(super::with_webhook_ca(
+            Delivery::new(
+                program_topics(&programs, &Topics::default()),
+                subscriptions,
+                dead_letters,
+                Arc::new(log.clone()),
+            ),
+            self.webhook_ca_file.as_deref(),
+        )?);
         let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(async move {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -71,6 +71,23 @@ pub fn open_keyring(
     Ok(keyring)
 }
 
+/// `delivery`, trusting the CA certificates in `ca_file` (PEM) for https webhooks too.
+pub fn with_webhook_ca(
+    delivery: dsr_delivery::Delivery,
+    ca_file: Option<&Path>,
+) -> Result<dsr_delivery::Delivery> {
+    match ca_file {
+        None => Ok(delivery),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the webhook CA file {}", path.display()))?;
+            delivery
+                .with_extra_roots(&pem)
+                .with_context(|| format!("the webhook CA file {}", path.display()))
+        }
+    }
+}
+
 /// What delivery reads for each program: its eligibility topic and the life-event topic.
 pub fn program_topics(
     programs: &[Program],

@@ -58,6 +58,10 @@ pub struct Up {
     /// generates one in DATA_DIR/security/kek.key (fine on a laptop, not in production).
     #[arg(long, env = "DSR_KEK_FILE")]
     pub kek_file: Option<PathBuf>,
+    /// A PEM file of certificate authorities trusted for `https` webhook targets besides the
+    /// system's (e.g. the ministry's own CA).
+    #[arg(long, env = "DSR_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// The configuration file: the same settings, all optional; an unknown key is an error (a
@@ -73,6 +77,7 @@ struct ConfigFile {
     batch_size: Option<usize>,
     max_wait_seconds: Option<u64>,
     kek_file: Option<PathBuf>,
+    webhook_ca_file: Option<PathBuf>,
 }
 
 /// `dsr up`'s settings, resolved (flags, environment, file, defaults) and validated.
@@ -86,6 +91,7 @@ pub struct UpConfig {
     pub batch_size: usize,
     pub max_wait_seconds: u64,
     pub kek_file: Option<PathBuf>,
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl Up {
@@ -100,7 +106,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file, webhook_ca_file",
                         path.display()
                     )
                 })?
@@ -130,6 +136,7 @@ impl Up {
                 .or(file.max_wait_seconds)
                 .unwrap_or(3600),
             kek_file: self.kek_file.or(file.kek_file),
+            webhook_ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
         };
         config.validate()?;
         Ok(config)
@@ -168,6 +175,14 @@ impl UpConfig {
         }
         if self.batch_size == 0 {
             bail!("batch_size must be at least 1");
+        }
+        if let Some(ca) = &self.webhook_ca_file {
+            if !ca.is_file() {
+                bail!(
+                    "the webhook CA file `{}` does not exist (webhook_ca_file: a PEM file of CA certificates)",
+                    ca.display()
+                );
+            }
         }
         if self.data_dir.exists() && !self.data_dir.is_dir() {
             bail!(
@@ -284,17 +299,20 @@ impl UpConfig {
         let state = FjallState::open(self.data_dir.join("processor"), Arc::clone(&keyring))?;
         // Delivery to the programs: webhooks, dead letters, the pull feed.
         let delivery_dir = self.data_dir.join("delivery");
-        let delivery = Arc::new(dsr_delivery::Delivery::new(
-            super::program_topics(&programs, &topics),
-            dsr_delivery::Subscriptions::open(&delivery_dir, Arc::clone(&keyring))
-                .context("opening the webhook subscriptions")?,
-            dsr_delivery::DeadLetters::open(
-                &delivery_dir.join("dead-letters"),
-                Arc::clone(&keyring),
-            )
-            .context("opening the delivery dead-letter store")?,
-            Arc::new(log.clone()),
-        ));
+        let delivery = Arc::new(super::with_webhook_ca(
+            dsr_delivery::Delivery::new(
+                super::program_topics(&programs, &topics),
+                dsr_delivery::Subscriptions::open(&delivery_dir, Arc::clone(&keyring))
+                    .context("opening the webhook subscriptions")?,
+                dsr_delivery::DeadLetters::open(
+                    &delivery_dir.join("dead-letters"),
+                    Arc::clone(&keyring),
+                )
+                .context("opening the delivery dead-letter store")?,
+                Arc::new(log.clone()),
+            ),
+            self.webhook_ca_file.as_deref(),
+        )?);
         // The API shows (and previews against) each program's latest activated rule version;
         // each processor partition keeps the version it has met in its own state.
         let mut program_list = programs.clone();
@@ -603,6 +621,7 @@ mod tests {
             batch_size: None,
             max_wait_seconds: None,
             kek_file: None,
+            webhook_ca_file: None,
         }
     }
 
