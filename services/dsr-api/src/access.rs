@@ -59,7 +59,7 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         {
             Rule::Needs(ReadHousehold)
         }
-        "/v1/status" | "/v1/programs" | "/v1/programs/{id}/delivery" if get => {
+        "/v1/status" | "/metrics" | "/v1/programs" | "/v1/programs/{id}/delivery" if get => {
             Rule::Needs(ReadStatus)
         }
         "/v1/programs/{id}/changes"

@@ -44,6 +44,7 @@ pub mod bulk;
 pub mod data_keys;
 mod events;
 mod households;
+mod metrics;
 mod programs;
 mod rule_versions;
 
@@ -278,6 +279,7 @@ fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(status))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(admin::post_token))
         .routes(routes!(admin::get_jwks))
         .routes(routes!(admin::create_client, admin::list_clients))

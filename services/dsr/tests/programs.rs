@@ -199,6 +199,33 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
     }
     assert_eq!(receiver.bad_signatures.load(Ordering::Relaxed), 0);
 
+    // The same counts as Prometheus metrics.
+    let response = admin.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let metrics = response.text().await.unwrap();
+    for program in ["food-aid", "child-grant", "old-age-pension"] {
+        let s = status_of(program).await;
+        for (name, field) in [
+            ("dsr_delivery_delivered_total", "delivered"),
+            ("dsr_delivery_dead_lettered", "dead_lettered"),
+            ("dsr_delivery_pending", "pending"),
+        ] {
+            let line = format!("{name}{{program=\"{program}\"}} {}", s[field]);
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "{line} not in\n{metrics}"
+            );
+        }
+    }
+    assert!(
+        metrics.contains("# TYPE dsr_stage_backlog gauge"),
+        "{metrics}"
+    );
+
     // The pull feed: each program's topic, page by page, as a program client reads it.
     let mut feeds: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for program in ["food-aid", "child-grant", "old-age-pension"] {
