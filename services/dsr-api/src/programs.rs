@@ -348,18 +348,11 @@ pub async fn rotate_secret(
         return r;
     }
     match result {
-        Ok(secret) => {
-            let hook = state
-                .delivery
-                .subscriptions
-                .get(&id)
-                .expect("a rotated webhook exists");
-            Json(WebhookWithSecret {
-                webhook: hook.view(now),
-                secret: Some(secret.expose()),
-            })
-            .into_response()
-        }
+        Ok((secret, hook)) => Json(WebhookWithSecret {
+            webhook: hook.view(now),
+            secret: Some(secret.expose()),
+        })
+        .into_response(),
         Err(e) => delivery_error(e.into()),
     }
 }

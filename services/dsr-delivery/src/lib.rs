@@ -25,5 +25,7 @@ pub mod worker;
 
 pub use dead_letters::{DeadLetter, DeadLetters};
 pub use message::Message;
-pub use service::{Delivery, DeliveryError, DeliveryStatus, FeedPage, ProgramTopic, ReplayRequest};
+pub use service::{
+    Delivery, DeliveryAudit, DeliveryError, DeliveryStatus, FeedPage, ProgramTopic, ReplayRequest,
+};
 pub use subscriptions::{Backfill, LiveFrom, Subscriptions, WebhookSpec};

@@ -103,16 +103,7 @@ impl Message {
         if record.topic != notices_topic {
             return Message::from_record(record);
         }
-        let bytes = record
-            .value
-            .as_deref()
-            .ok_or_else(|| format!("record {}:{} has no value", record.partition, record.offset))?;
-        let (_, body) = dsr_contracts::wire::unframe(bytes).map_err(|e| {
-            format!(
-                "record {}:{} is not in the wire format: {e}",
-                record.partition, record.offset
-            )
-        })?;
+        let body = avro_body(record)?;
         let notice = dsr_contracts::avro::decode_beneficiary_event(body).map_err(|e| {
             format!(
                 "record {}:{} is not a beneficiary event: {e}",
@@ -130,16 +121,7 @@ impl Message {
     /// Decodes a record of a program's eligibility topic (Confluent wire format, Avro
     /// `EligibilityChange`).
     pub fn from_record(record: &ConsumedRecord) -> Result<Message, String> {
-        let bytes = record
-            .value
-            .as_deref()
-            .ok_or_else(|| format!("record {}:{} has no value", record.partition, record.offset))?;
-        let (_, body) = dsr_contracts::wire::unframe(bytes).map_err(|e| {
-            format!(
-                "record {}:{} is not in the wire format: {e}",
-                record.partition, record.offset
-            )
-        })?;
+        let body = avro_body(record)?;
         let change = dsr_contracts::avro::fast::decode_eligibility_change(body).map_err(|e| {
             format!(
                 "record {}:{} is not an eligibility change: {e}",
@@ -234,6 +216,22 @@ fn snake(name: &str) -> String {
         }
     }
     out
+}
+
+/// The Avro body of a record in the Confluent wire format.
+fn avro_body(record: &ConsumedRecord) -> Result<&[u8], String> {
+    let bytes = record
+        .value
+        .as_deref()
+        .ok_or_else(|| format!("record {}:{} has no value", record.partition, record.offset))?;
+    dsr_contracts::wire::unframe(bytes)
+        .map(|(_, body)| body)
+        .map_err(|e| {
+            format!(
+                "record {}:{} is not in the wire format: {e}",
+                record.partition, record.offset
+            )
+        })
 }
 
 /// Whether a record of `dsr.beneficiary-events` is for `program` (its `dsr-program` header).

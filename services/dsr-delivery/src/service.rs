@@ -178,6 +178,11 @@ pub enum Replay {
     Since(i64),
 }
 
+/// Told of what was pushed to a program's webhook, for the audit log: the program, the
+/// messages (household ids: personal data disclosed to the program), and the outcome
+/// (`allowed: delivered`, or `failed: …` when the batch went to the dead-letter store).
+pub type DeliveryAudit = Arc<dyn Fn(&str, &[Message], &str) + Send + Sync>;
+
 /// Everything delivery keeps.
 pub struct Delivery {
     pub programs: Vec<ProgramTopic>,
@@ -189,6 +194,7 @@ pub struct Delivery {
     /// Wakes workers waiting for a subscription or a replay.
     pub(crate) wake: tokio::sync::Notify,
     pub(crate) http: reqwest::Client,
+    pub(crate) audit: std::sync::OnceLock<DeliveryAudit>,
 }
 
 impl Delivery {
@@ -208,6 +214,18 @@ impl Delivery {
             replays: Mutex::default(),
             wake: tokio::sync::Notify::new(),
             http,
+            audit: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records every push to a webhook with `audit` (once; later calls are ignored).
+    pub fn set_audit(&self, audit: DeliveryAudit) {
+        let _ = self.audit.set(audit);
+    }
+
+    pub(crate) fn audited(&self, program: &str, messages: &[Message], outcome: &str) {
+        if let Some(audit) = self.audit.get() {
+            audit(program, messages, outcome);
         }
     }
 

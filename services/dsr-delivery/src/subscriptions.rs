@@ -371,13 +371,14 @@ impl Subscriptions {
         Ok((hook, new_secret))
     }
 
-    /// A new secret for `program`; the ones in force stay valid for `overlap_ms` more.
+    /// A new secret for `program`; the ones in force stay valid for `overlap_ms` more. Returns
+    /// the new secret and the webhook as it is with it.
     pub fn rotate(
         &self,
         program: &str,
         overlap_ms: i64,
         now_ms: i64,
-    ) -> Result<Secret, SubscriptionError> {
+    ) -> Result<(Secret, Webhook), SubscriptionError> {
         let mut hooks = self.hooks.write().expect("webhooks lock");
         let mut next = hooks.clone();
         let hook = next
@@ -395,9 +396,10 @@ impl Subscriptions {
             created_ms: now_ms,
             expires_ms: None,
         });
+        let hook = hook.clone();
         self.save(&next)?;
         *hooks = next;
-        Ok(secret)
+        Ok((secret, hook))
     }
 
     /// Records how far `program`'s backfill is (the webhook as it is then; `None` if it was
@@ -524,7 +526,8 @@ mod tests {
             "the secret is sealed on disk"
         );
 
-        let newer = subs.rotate("food-aid", 60_000, 10_000).unwrap();
+        let (newer, rotated) = subs.rotate("food-aid", 60_000, 10_000).unwrap();
+        assert_eq!(rotated.secrets_at(20_000), vec![&secret, &newer]);
         let reopened = Subscriptions::open(&dir.path().join("delivery"), keys).unwrap();
         let hook = reopened.get("food-aid").unwrap();
         assert_eq!(hook.batch_size, 50);

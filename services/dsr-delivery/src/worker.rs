@@ -350,6 +350,7 @@ impl Delivery {
                         c.retrying = 0;
                         c.attempts = 0;
                     });
+                    self.audited(program, messages, "allowed: delivered");
                     return Sent::Delivered;
                 }
                 Err(e) => e,
@@ -365,6 +366,12 @@ impl Delivery {
                     c.retrying = 0;
                     c.attempts = 0;
                 });
+                // Sent, perhaps received: recorded like a delivery, with its failure.
+                self.audited(
+                    program,
+                    messages,
+                    &format!("failed after {attempt} attempts: {error}"),
+                );
                 return Sent::Failed {
                     error,
                     attempts: attempt,

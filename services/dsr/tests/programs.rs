@@ -350,6 +350,69 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
         "the child grant's changes came in batches"
     );
 
+    // Every push is in the audit log: the program, the households (as pseudonyms, found
+    // again by id), the fields, the program's purpose and agreement; the pension's failures
+    // too.
+    let auditor_key = register_client(
+        &base,
+        &admin,
+        json!({"id": "programs-auditor", "role": "auditor", "requests_per_second": 100000}),
+    )
+    .await;
+    let auditor = client_with(&[("authorization", &format!("Bearer {auditor_key}"))]);
+    let audit = |query: String| {
+        let auditor = auditor.clone();
+        let base = base.clone();
+        async move {
+            let response = auditor
+                .get(format!(
+                    "{base}/v1/audit?action=program.webhook.deliver&limit=10000{query}"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let pushes = audit(String::new()).await;
+    let pushes = pushes.as_array().unwrap();
+    assert!(
+        pushes.iter().any(|e| e["subjects"][0] == "program:food-aid"
+            && e["outcome"] == "allowed: delivered"
+            && e["who"] == "dsr-delivery"
+            && e["subjects"][1].as_str().unwrap().starts_with("ps:")
+            && e["fields"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("household_id"))
+            && e["purpose"].as_str().is_some_and(|p| !p.is_empty())),
+        "{pushes:?}"
+    );
+    assert!(
+        pushes
+            .iter()
+            .any(|e| e["subjects"][0] == "program:old-age-pension"
+                && e["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("failed after 2 attempts")),
+        "the pension's failed pushes are recorded"
+    );
+    let some_household = first_copies(&received["food-aid"])[0]["data"]["household_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let about = audit(format!("&subject={some_household}")).await;
+    assert!(
+        about
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["subjects"][0] == "program:food-aid"),
+        "{about}"
+    );
+
     // A death in a pension beneficiary household: the pension is told of it (a life-event
     // notification naming the person, which the pension may see) and, with nobody of 65 or
     // more left, the household exits.

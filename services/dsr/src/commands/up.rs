@@ -408,6 +408,47 @@ impl UpConfig {
         );
         audit.seal(now_ms()).context("sealing the audit log")?;
         let audit = Arc::new(audit);
+        {
+            // Every push of household ids to a program's webhook is recorded, like a read.
+            let audit = Arc::clone(&audit);
+            let keyring = Arc::clone(&keyring);
+            let purposes: std::collections::HashMap<String, (String, String)> = program_list
+                .iter()
+                .map(|p| {
+                    (
+                        p.id.to_string(),
+                        (p.purpose.clone(), p.data_sharing_agreement.clone()),
+                    )
+                })
+                .collect();
+            delivery.set_audit(Arc::new(move |program, messages, outcome| {
+                let mut subjects = vec![format!("program:{program}")];
+                let mut households = std::collections::BTreeSet::new();
+                let mut fields = std::collections::BTreeSet::new();
+                for m in messages {
+                    if households.insert(m.household_id().to_owned()) {
+                        subjects.push(keyring.pseudonym_text("subject", m.household_id()));
+                    }
+                    if let Some(data) = m.data.as_object() {
+                        fields.extend(data.keys().cloned());
+                    }
+                }
+                let (purpose, agreement) = purposes.get(program).cloned().unzip();
+                let entry = dsr_audit::AuditEntry {
+                    who: "dsr-delivery".into(),
+                    role: "system".into(),
+                    action: "program.webhook.deliver".into(),
+                    subjects,
+                    fields: fields.into_iter().collect(),
+                    purpose,
+                    agreement,
+                    outcome: outcome.to_owned(),
+                };
+                if let Err(error) = audit.append(now_ms(), entry) {
+                    tracing::error!(%error, program, "a webhook delivery could not be recorded in the audit log");
+                }
+            }));
+        }
         let state = Arc::new(ApiState {
             log: Arc::new(log.clone()),
             codec: codec(),
