@@ -545,10 +545,10 @@ mod tests {
         let subs = Subscriptions::open(dir.path(), keyring(&dir.path().join("s"))).unwrap();
         let bad = |spec: WebhookSpec| subs.put("p", spec, 0).unwrap_err().to_string();
         assert!(bad(WebhookSpec {
-            url: "https://x/".into(),
+            url: "ftp://x/".into(),
             ..Default::default()
         })
-        .contains("must use http"));
+        .contains("must use https"));
         assert!(bad(WebhookSpec {
             url: "http://x/".into(),
             batch_size: Some(0),
