@@ -2,7 +2,7 @@
 //! tokens, client management for admins, and the audit log for auditors.
 
 use crate::access::{access_error, audit, now_ms};
-use crate::{problem, ApiState};
+use crate::{json_body, problem, ApiState};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -171,14 +171,9 @@ pub async fn create_client(
     Extension(identity): Extension<Identity>,
     body: Bytes,
 ) -> Response {
-    let spec: ClientSpec = match serde_json::from_slice(&body) {
-        Ok(spec) => spec,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a client specification: {e}"),
-            )
-        }
+    let spec: ClientSpec = match json_body(&body, "a client specification") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let id = spec.id.clone();
     admin_change(&state, &identity, "client.create", &id, |state| {

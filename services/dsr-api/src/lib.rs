@@ -353,6 +353,19 @@ async fn status(axum::extract::State(state): axum::extract::State<Arc<ApiState>>
     .into_response()
 }
 
+/// The request body as a `T`, or a 400 saying it is not `what` and why.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not {what}: {e}"),
+        )
+    })
+}
+
 /// A JSON error body: `{"error": "..."}` with the status.
 pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (

@@ -7,7 +7,7 @@
 //! household ids and are audited (subjects as pseudonyms, like household reads).
 
 use crate::access::{audit, now_ms};
-use crate::{problem, ApiState};
+use crate::{json_body, problem, ApiState};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -185,14 +185,9 @@ pub async fn put_webhook(
     if let Err(r) = known(&state, &id) {
         return r;
     }
-    let spec: WebhookSpec = match serde_json::from_slice(&body) {
-        Ok(s) => s,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a webhook specification: {e}"),
-            )
-        }
+    let spec: WebhookSpec = match json_body(&body, "a webhook specification") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     if let Err(e) =
         dsr_delivery::target::check_new_target(&spec.url, spec.allow_private_network).await
@@ -476,14 +471,9 @@ pub async fn post_replay(
     if let Err(r) = own_program(&identity, &id) {
         return r;
     }
-    let request: ReplayRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a replay request: {e}"),
-            )
-        }
+    let request: ReplayRequest = match json_body(&body, "a replay request") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let result = state.delivery.replay(&id, request).await;
     let outcome = match &result {

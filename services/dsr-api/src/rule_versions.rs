@@ -7,7 +7,7 @@
 
 use crate::access::{audit, now_ms};
 use crate::programs::known;
-use crate::{problem, ApiState};
+use crate::{json_body, problem, ApiState};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -136,16 +136,12 @@ pub async fn preview_rule_version(
     if let Err(r) = known(&state, &id) {
         return r;
     }
-    let draft: RuleDraft = match serde_json::from_slice(&body) {
-        Ok(d) => d,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the body is not a rule draft ({{\"rule\": \"…\", \"benefit\": \"…\"}}): {e}"
-                ),
-            )
-        }
+    let draft: RuleDraft = match json_body(
+        &body,
+        "a rule draft ({\"rule\": \"…\", \"benefit\": \"…\"})",
+    ) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let Some(program) = current(&state, &id) else {
         return problem(StatusCode::NOT_FOUND, format!("no program `{id}`"));
@@ -222,14 +218,9 @@ pub async fn activate_rule_version(
     if let Err(r) = known(&state, &id) {
         return r;
     }
-    let request: Activate = match serde_json::from_slice(&body) {
-        Ok(a) => a,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not an activation ({{\"rule_version\": N}}): {e}"),
-            )
-        }
+    let request: Activate = match json_body(&body, "an activation ({\"rule_version\": N})") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let draft = state
         .rule_drafts

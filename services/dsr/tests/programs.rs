@@ -21,7 +21,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::up::{
-    client_with, now, post, program_feed, register_client, start, stop_with, wait_idle, wait_served,
+    client_with, now, past_life_events, post, post_all_and_wait, program_feed, register_client,
+    start, stop_with, wait_idle, wait_served,
 };
 use support::webhooks::{by_household, first_copies, serve, Receiver};
 
@@ -106,13 +107,7 @@ async fn programs_receive_exactly_their_changes_by_webhook_and_pull_feed() {
     let population = dsr_synth::fixtures::small_population(41, 150);
     let now = now();
     let registrations = population.households.clone();
-    let life_events: Vec<Event> = population
-        .events
-        .iter()
-        .filter(|e| !e.payload.is_area_event())
-        .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
-        .cloned()
-        .collect();
+    let life_events: Vec<Event> = past_life_events(&population);
     assert!(life_events.len() > 200, "{} life events", life_events.len());
     let (status, body) = post(&api, &base, &registrations).await;
     assert_eq!(status, 202, "{body}");
@@ -617,22 +612,10 @@ async fn a_late_subscriber_gets_the_eligible_set_first_then_the_changes_since() 
     let base = up.base.clone();
     let admin = api.admin.clone();
     let population = dsr_synth::fixtures::small_population(47, 200);
-    let now = now();
-    let life_events: Vec<Event> = population
-        .events
-        .iter()
-        .filter(|e| !e.payload.is_area_event())
-        .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
-        .cloned()
-        .collect();
+    let life_events = past_life_events(&population);
     let (first, later) = life_events.split_at(life_events.len() * 2 / 3);
-    let (status, body) = post(&api, &base, &population.households).await;
-    assert_eq!(status, 202, "{body}");
-    for batch in first.chunks(200) {
-        let (status, body) = post(&api, &base, batch).await;
-        assert_eq!(status, 202, "{body}");
-    }
-    wait_idle(&api, &base, Duration::from_secs(120)).await;
+    post_all_and_wait(&api, &base, &population.households).await;
+    post_all_and_wait(&api, &base, first).await;
 
     // What the program's topic holds before it subscribes, through its pull feed.
     let key = register_client(
@@ -682,11 +665,7 @@ async fn a_late_subscriber_gets_the_eligible_set_first_then_the_changes_since() 
         "child-grant".into(),
         vec![body["secret"].as_str().unwrap().to_owned()],
     );
-    for batch in later.chunks(200) {
-        let (status, body) = post(&api, &base, batch).await;
-        assert_eq!(status, 202, "{body}");
-    }
-    wait_idle(&api, &base, Duration::from_secs(120)).await;
+    post_all_and_wait(&api, &base, later).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         let s: Value = admin

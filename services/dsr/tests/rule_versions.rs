@@ -7,11 +7,11 @@
 
 mod support;
 
-use dsr_core::Event;
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::up::{
-    client_with, now, post, program_feed as feed, register_client, start, stop_with, wait_idle,
+    client_with, past_life_events, post_all_and_wait, program_feed as feed, program_view,
+    register_client, start, stop_with, wait_idle,
 };
 
 /// The eligibility changes among `messages` that are not in `before` (the feed is in
@@ -26,6 +26,19 @@ fn new_changes<'a>(messages: &'a [Value], before: &[Value]) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The child grant's own client (role program), registered by `admin` (or given a new key).
+async fn child_grant_client(base: &str, admin: &reqwest::Client) -> reqwest::Client {
+    let key = register_client(
+        base,
+        admin,
+        json!({"id": "child-grant-client", "role": "program", "program": "child-grant",
+            "areas": ["*"], "requests_per_second": 100000,
+            "agreements": [{"id": "DSA-T", "purpose": "payment", "fields": ["programs"]}]}),
+    )
+    .await;
+    client_with(&[("authorization", &format!("Bearer {key}"))])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_previewed_rule_version_activates_into_exactly_the_previewed_changes() {
     let data = tempfile::tempdir().unwrap();
@@ -35,22 +48,10 @@ async fn a_previewed_rule_version_activates_into_exactly_the_previewed_changes()
     let admin = api.admin.clone();
 
     let population = dsr_synth::fixtures::small_population(43, 300);
-    let now = now();
-    let life_events: Vec<Event> = population
-        .events
-        .iter()
-        .filter(|e| !e.payload.is_area_event())
-        .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
-        .cloned()
-        .collect();
+    let life_events = past_life_events(&population);
     let (first, later) = life_events.split_at(life_events.len() * 3 / 4);
-    let (status, body) = post(&api, &base, &population.households).await;
-    assert_eq!(status, 202, "{body}");
-    for batch in first.chunks(200) {
-        let (status, body) = post(&api, &base, batch).await;
-        assert_eq!(status, 202, "{body}");
-    }
-    wait_idle(&api, &base, Duration::from_secs(120)).await;
+    post_all_and_wait(&api, &base, &population.households).await;
+    post_all_and_wait(&api, &base, first).await;
 
     let preview_url = format!("{base}/v1/programs/child-grant/rule-versions/preview");
     let activate_url = format!("{base}/v1/programs/child-grant/rule-versions");
@@ -149,15 +150,7 @@ async fn a_previewed_rule_version_activates_into_exactly_the_previewed_changes()
     wait_idle(&api, &base, Duration::from_secs(120)).await;
 
     // The program receives exactly the previewed changes, caused by the activation.
-    let key = register_client(
-        &base,
-        &admin,
-        json!({"id": "child-grant-client", "role": "program", "program": "child-grant",
-            "areas": ["*"], "requests_per_second": 100000,
-            "agreements": [{"id": "DSA-T", "purpose": "payment", "fields": ["programs"]}]}),
-    )
-    .await;
-    let program = client_with(&[("authorization", &format!("Bearer {key}"))]);
+    let program = child_grant_client(&base, &admin).await;
     let messages = feed(&program, &base, "child-grant").await;
     let caused: Vec<&Value> = messages
         .iter()
@@ -178,29 +171,12 @@ async fn a_previewed_rule_version_activates_into_exactly_the_previewed_changes()
     assert_eq!(ids.len(), caused.len(), "no change twice");
 
     // The registry shows and applies version 2; later events are decided under it.
-    let programs: Value = admin
-        .get(format!("{base}/v1/programs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let child = programs["programs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "child-grant")
-        .unwrap();
+    let child = program_view(&admin, &base, "child-grant").await;
     assert_eq!(child["rule_version"], 2, "{child}");
     assert_eq!(child["rule"], new_rule, "{child}");
     let before = messages;
     let (half_a, half_b) = later.split_at(later.len() / 2);
-    for batch in half_a.chunks(200) {
-        let (status, body) = post(&api, &base, batch).await;
-        assert_eq!(status, 202, "{body}");
-    }
-    wait_idle(&api, &base, Duration::from_secs(120)).await;
+    post_all_and_wait(&api, &base, half_a).await;
     let messages = feed(&program, &base, "child-grant").await;
     let fresh = new_changes(&messages, &before);
     assert!(
@@ -214,37 +190,11 @@ async fn a_previewed_rule_version_activates_into_exactly_the_previewed_changes()
     let up2 = start(data.path());
     let api = up2.api().await;
     let base = up2.base.clone();
-    let programs: Value = api
-        .admin
-        .get(format!("{base}/v1/programs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let child = programs["programs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "child-grant")
-        .unwrap();
+    let child = program_view(&api.admin, &base, "child-grant").await;
     assert_eq!(child["rule_version"], 2, "after a restart: {child}");
     let before = messages;
-    for batch in half_b.chunks(200) {
-        let (status, body) = post(&api, &base, batch).await;
-        assert_eq!(status, 202, "{body}");
-    }
-    wait_idle(&api, &base, Duration::from_secs(120)).await;
-    let key = register_client(
-        &base,
-        &api.admin,
-        json!({"id": "child-grant-client", "role": "program", "program": "child-grant",
-            "areas": ["*"], "requests_per_second": 100000,
-            "agreements": [{"id": "DSA-T", "purpose": "payment", "fields": ["programs"]}]}),
-    )
-    .await;
-    let program = client_with(&[("authorization", &format!("Bearer {key}"))]);
+    post_all_and_wait(&api, &base, half_b).await;
+    let program = child_grant_client(&base, &api.admin).await;
     let messages = feed(&program, &base, "child-grant").await;
     let fresh = new_changes(&messages, &before);
     assert!(!fresh.is_empty(), "later events changed something");

@@ -292,3 +292,45 @@ pub async fn program_feed(client: &reqwest::Client, base: &str, program: &str) -
         cursor = Some(page["next"].as_str().unwrap().to_owned());
     }
 }
+
+/// A generated population's life events that have happened by now (the generator runs a
+/// year ahead; the API refuses events from the future), area-wide events left out.
+pub fn past_life_events(population: &dsr_synth::fixtures::Population) -> Vec<Event> {
+    let now = now();
+    population
+        .events
+        .iter()
+        .filter(|e| !e.payload.is_area_event())
+        .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
+        .cloned()
+        .collect()
+}
+
+/// Posts `events` in batches of 200 (each must be accepted), then waits until the registry
+/// is idle.
+pub async fn post_all_and_wait(client: &Api, base: &str, events: &[Event]) {
+    for batch in events.chunks(200) {
+        let (status, body) = post(client, base, batch).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    wait_idle(client, base, Duration::from_secs(120)).await;
+}
+
+/// The program `id` as `GET /v1/programs` shows it.
+pub async fn program_view(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let programs: Value = client
+        .get(format!("{base}/v1/programs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    programs["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no program {id} in {programs}"))
+}
