@@ -11,7 +11,10 @@
 //! 4. event → eligibility change latency at a fixed rate (`DSR_BENCH_RATE`, default 10,000
 //!    events/s, in batches of 100 every 10 ms): the held-back last fifth of the events; from the
 //!    log's own append timestamps (ms) of each event's source record and of each eligibility
-//!    change it caused.
+//!    change it caused;
+//! 5. event → webhook delivered at that rate: every program gets a webhook on a receiver in
+//!    this process (batches of up to 100) before the fixed-rate phase; the receiver's clock at
+//!    each change's arrival against the log's append timestamp of the event that caused it.
 //!
 //! `cargo bench -p dsr --bench up_ingest` (release build). `DSR_BENCH_HOUSEHOLDS` (default
 //! 50,000) sets the population size.
@@ -187,6 +190,13 @@ async fn main() {
         rss.saturating_sub(rss_empty) as f64 / 1024.0 * 1e6 / households as f64
     );
 
+    // Webhooks for every program on a receiver in this process, registered now: live delivery
+    // starts at the topics' ends (after the eligible set, sent first), so the fixed-rate phase
+    // below measures event → webhook.
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(uuid::Uuid, i64)>::new()));
+    let programs =
+        start_receiver_and_webhooks(&client, &base, std::sync::Arc::clone(&arrivals)).await;
+
     // Fixed rate: 100-event batches every 100 / rate seconds.
     let live_ids: std::collections::HashSet<uuid::Uuid> =
         live.iter().map(|e| e.envelope.event_id).collect();
@@ -215,6 +225,7 @@ async fn main() {
     }
     let offered = live.len() as f64 / live_started.elapsed().as_secs_f64();
     until_idle(&client, &base).await;
+    until_delivered(&client, &base, &programs).await;
     assert!(stop_with(&mut up, "-TERM").success());
     drop(up);
 
@@ -255,5 +266,127 @@ async fn main() {
             latencies.last().unwrap()
         );
     }
+    let mut delivered: Vec<i64> = arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(cause, at)| ingested.get(cause).map(|t| at - t))
+        .collect();
+    delivered.sort_unstable();
+    if delivered.is_empty() {
+        println!("no webhook message was caused by the fixed-rate events");
+    } else {
+        println!(
+            "event → webhook delivered ({} changes, batches of up to 100): p50 {} ms, p99 {} ms, max {} ms (receiver clock at arrival vs log append timestamp, ms)",
+            delivered.len(),
+            percentile(&delivered, 0.5),
+            percentile(&delivered, 0.99),
+            delivered.last().unwrap()
+        );
+    }
     fx.log.close();
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A receiver that notes when each eligibility change arrives (its `caused_by`), and a webhook
+/// on it for every program; returns the program ids once every backfill is sent.
+async fn start_receiver_and_webhooks(
+    client: &Api,
+    base: &str,
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<(uuid::Uuid, i64)>>>,
+) -> Vec<String> {
+    let app = axum::Router::new().route(
+        "/hook/{program}",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let arrivals = std::sync::Arc::clone(&arrivals);
+            async move {
+                let at = now_ms();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let messages = if body["type"] == "eligibility.batch" {
+                    body["data"]["messages"].as_array().unwrap().clone()
+                } else {
+                    vec![body]
+                };
+                let mut arrivals = arrivals.lock().unwrap();
+                for m in messages {
+                    let live_change = m["type"].as_str().unwrap().starts_with("eligibility.")
+                        && m["data"]["backfill"] != true;
+                    if live_change {
+                        if let Some(cause) = m["data"]["caused_by"].as_str() {
+                            arrivals.push((cause.parse().unwrap(), at));
+                        }
+                    }
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let listed: serde_json::Value = client
+        .admin
+        .get(format!("{base}/v1/programs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let programs: Vec<String> = listed["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    for program in &programs {
+        let response = client
+            .admin
+            .put(format!("{base}/v1/programs/{program}/webhook"))
+            .json(&serde_json::json!({
+                "url": format!("http://{address}/hook/{program}"),
+                "allow_private_network": true,
+                "batch_size": 100,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    for program in &programs {
+        while delivery(client, base, program).await["webhook"]["backfill"]["state"] != "done" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    programs
+}
+
+async fn delivery(client: &Api, base: &str, program: &str) -> serde_json::Value {
+    client
+        .admin
+        .get(format!("{base}/v1/programs/{program}/delivery"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until every program's webhook has everything on its topics.
+async fn until_delivered(client: &Api, base: &str, programs: &[String]) {
+    for program in programs {
+        loop {
+            let s = delivery(client, base, program).await;
+            if s["pending"] == 0 && s["retrying"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
