@@ -588,6 +588,12 @@ pub fn eligibility_changes() -> Vec<EligibilityChange> {
                 household_version: 3 + i as u64,
                 caused_by,
                 occurred_at: Micros(OCCURRED_AT.0 + i as i64),
+                // A scale-up's top-up, so the codecs are checked with the mark too.
+                scale_up: (*kind == ChangeKind::Changed).then(|| dsr_core::scale_up::ScaleUpMark {
+                    rule_id: "drought-topup".into(),
+                    shock_id: "DR-2026-01".into(),
+                    ends_at: Micros(OCCURRED_AT.0 + 90 * 86_400_000_000),
+                }),
             }
         })
         .collect()

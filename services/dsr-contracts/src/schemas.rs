@@ -103,6 +103,7 @@ pub const FILES: &[(&str, &str)] = embed!(
     "RuleInput",
     "ProgramStatus",
     "HouseholdRecord",
+    "ScaleUpMark",
     "EligibilityChange",
     "BeneficiaryEvent",
     // The household processor's internal state changelog.

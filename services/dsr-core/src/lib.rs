@@ -13,8 +13,12 @@
 //! - [`eligibility`]: programs, their rules (CEL) and entered / changed / exited.
 //! - [`facts`]: what score and rules read, derived once per evaluation.
 //! - [`process`]: one event through reducer, score and every program.
+//! - [`areas`]: the geographic master list.
+//! - [`scale_up`]: shock-responsive scale-up rules, their plan (preview = activation) and
+//!   lifecycle.
 //! - [`waiting`]: events that wait for their household or person, and their retry order.
 
+pub mod areas;
 pub mod codes;
 pub mod eligibility;
 pub mod event;
@@ -24,6 +28,7 @@ pub mod ids;
 pub mod process;
 pub mod reducer;
 pub mod rule_versions;
+pub mod scale_up;
 pub mod score;
 #[cfg(test)]
 mod strategies;

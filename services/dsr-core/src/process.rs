@@ -31,6 +31,9 @@ pub struct EligibilityChange {
     pub household_version: u64,
     pub caused_by: EventId,
     pub occurred_at: Micros,
+    /// Set on a shock-responsive scale-up's notification: which rule, which shock, until when.
+    #[serde(default)]
+    pub scale_up: Option<crate::scale_up::ScaleUpMark>,
 }
 
 /// A life event about a household that was a program's beneficiary when it happened (a death,
@@ -191,6 +194,7 @@ pub(crate) fn decide_program(
         household_version,
         caused_by: cause.caused_by,
         occurred_at: cause.occurred_at,
+        scale_up: None,
     });
     // Update in place: an unchanged household allocates nothing here.
     match index {

@@ -48,6 +48,7 @@ fn change_at(i: u64, at: i64) -> Vec<u8> {
         household_version: i,
         caused_by: uuid::Uuid::from_u128(i as u128),
         occurred_at: Micros(at),
+        scale_up: None,
     };
     let mut out = dsr_contracts::wire::header(1).to_vec();
     dsr_contracts::avro::fast::encode_eligibility_change_into(&c, &mut out).unwrap();

@@ -22,6 +22,7 @@ use compact_str::CompactString;
 use dsr_core::eligibility::{ChangeKind, InputValue, Scalar};
 use dsr_core::household::{ProgramStatus, ShockDamage};
 use dsr_core::rule_versions::ActivationRecord;
+use dsr_core::scale_up::ScaleUpMark;
 use dsr_core::score::ScoreSummary;
 use dsr_core::{BeneficiaryEvent, EligibilityChange, Household};
 use std::collections::HashMap;
@@ -328,7 +329,25 @@ pub fn eligibility_change_to_value(c: &EligibilityChange) -> Result<Value, Encod
         ),
         ("caused_by", Value::Uuid(c.caused_by)),
         ("occurred_at", Value::TimestampMicros(c.occurred_at.0)),
+        ("scale_up", write::optional(c.scale_up.as_ref(), scale_up_mark)),
     ]))
+}
+
+fn scale_up_mark(m: &ScaleUpMark) -> Value {
+    record([
+        ("rule_id", write::string(&m.rule_id)),
+        ("shock_id", write::string(m.shock_id.as_str())),
+        ("ends_at", Value::TimestampMicros(m.ends_at.0)),
+    ])
+}
+
+fn scale_up_mark_from(v: Value, at: &At) -> Result<ScaleUpMark, DecodeError> {
+    let mut f = Fields::of(v, at)?;
+    Ok(ScaleUpMark {
+        rule_id: f.get("rule_id", at, read::compact)?,
+        shock_id: f.get("shock_id", at, read::id)?,
+        ends_at: f.get("ends_at", at, read::micros)?,
+    })
 }
 
 /// The eligibility change in an Avro value of the current `EligibilityChange` schema.
@@ -346,6 +365,7 @@ pub fn eligibility_change_from_value(value: Value) -> Result<EligibilityChange, 
         household_version: f.get("household_version", &at, ulong)?,
         caused_by: f.get("caused_by", &at, read::uuid)?,
         occurred_at: f.get("occurred_at", &at, read::micros)?,
+        scale_up: f.get("scale_up", &at, |v, at| read::optional(v, at, scale_up_mark_from))?,
     })
 }
 

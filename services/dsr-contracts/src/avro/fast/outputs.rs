@@ -13,6 +13,7 @@ use compact_str::CompactString;
 use dsr_core::codes::{DamageLevel, HazardType};
 use dsr_core::eligibility::{ChangeKind, InputValue, Scalar};
 use dsr_core::household::{ProgramStatus, ShockDamage};
+use dsr_core::scale_up::ScaleUpMark;
 use dsr_core::ids::*;
 use dsr_core::score::ScoreSummary;
 use dsr_core::{EligibilityChange, Household, Member};
@@ -411,6 +412,21 @@ struct EligibilityChangeOut<'a> {
     household_version: i64,
     caused_by: UuidText,
     occurred_at: i64,
+    scale_up: Option<ScaleUpMarkOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ScaleUpMarkOut<'a> {
+    rule_id: &'a str,
+    shock_id: &'a str,
+    ends_at: i64,
+}
+
+#[derive(Deserialize)]
+struct ScaleUpMarkIn {
+    rule_id: CompactString,
+    shock_id: ShockId,
+    ends_at: i64,
 }
 
 impl<'a> EligibilityChangeOut<'a> {
@@ -426,6 +442,11 @@ impl<'a> EligibilityChangeOut<'a> {
             household_version: long("household_version", c.household_version)?,
             caused_by: UuidText(c.caused_by),
             occurred_at: c.occurred_at.0,
+            scale_up: c.scale_up.as_ref().map(|m| ScaleUpMarkOut {
+                rule_id: &m.rule_id,
+                shock_id: m.shock_id.as_str(),
+                ends_at: m.ends_at.0,
+            }),
         })
     }
 }
@@ -442,6 +463,7 @@ struct EligibilityChangeIn {
     household_version: i64,
     caused_by: UuidText,
     occurred_at: i64,
+    scale_up: Option<ScaleUpMarkIn>,
 }
 
 impl EligibilityChangeIn {
@@ -457,6 +479,11 @@ impl EligibilityChangeIn {
             household_version: ulong("household_version", self.household_version)?,
             caused_by: self.caused_by.0,
             occurred_at: Micros(self.occurred_at),
+            scale_up: self.scale_up.map(|m| ScaleUpMark {
+                rule_id: m.rule_id,
+                shock_id: m.shock_id,
+                ends_at: Micros(m.ends_at),
+            }),
         })
     }
 }
