@@ -78,6 +78,25 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             Rule::Needs(ManageRules)
         }
         "/v1/audit" if get => Rule::Needs(ReadAudit),
+        "/.well-known/locations.json" | "/dashboard" if get => Rule::Public,
+        // Aggregates and rules, no personal data; the preview handler admits coordinators
+        // and approvers only.
+        "/v1/areas/{id}" | "/v1/shocks" | "/v1/scale-up/rules" | "/v1/scale-up/rules/{id}"
+            if get =>
+        {
+            Rule::Needs(ReadStatus)
+        }
+        "/v1/scale-up/rules/{id}/preview" if post => Rule::Needs(ReadStatus),
+        "/v1/scale-up/rules" if post => Rule::Needs(DraftScaleUp),
+        "/v1/scale-up/rules/{id}" if method == Method::PUT => Rule::Needs(DraftScaleUp),
+        "/v1/scale-up/rules/{id}/approve"
+        | "/v1/scale-up/rules/{id}/arm"
+        | "/v1/scale-up/rules/{id}/trigger"
+        | "/v1/scale-up/rules/{id}/revoke"
+            if post =>
+        {
+            Rule::Needs(ApproveScaleUp)
+        }
         p if p.starts_with("/v1/admin/clients") || p.starts_with("/v1/admin/data-keys") => {
             Rule::Needs(ManageClients)
         }

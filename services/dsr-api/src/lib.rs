@@ -47,16 +47,14 @@ mod households;
 mod metrics;
 mod programs;
 mod rule_versions;
+mod scale_up;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use dsr_core::PmtModel;
-use dsr_log::{Log, LogError, Record};
 use dsr_pipeline::codec::WireCodec;
 use dsr_serving::{Progress, ServingStore};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -65,37 +63,7 @@ use utoipa_axum::routes;
 /// Requests above this many bytes get `413` (bulk files belong to a bulk endpoint).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Where the API appends what it accepts: the one thing it needs of the event log, so the
-/// handlers do not depend on which log (embedded or Kafka) the deployment runs.
-pub trait EventSink: Send + Sync {
-    /// Appends `records` to `topic`; resolves once they are durable.
-    fn append<'a>(
-        &'a self,
-        topic: &'a str,
-        records: Vec<Record>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>>;
-    /// The number of partitions of `topic` (a rule activation marks every one).
-    fn partitions<'a>(
-        &'a self,
-        topic: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<i32, LogError>> + Send + 'a>>;
-}
-
-impl<L: Log + 'static> EventSink for L {
-    fn append<'a>(
-        &'a self,
-        topic: &'a str,
-        records: Vec<Record>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>> {
-        Box::pin(async move { Log::append(self, topic, records).await.map(|_| ()) })
-    }
-    fn partitions<'a>(
-        &'a self,
-        topic: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<i32, LogError>> + Send + 'a>> {
-        Box::pin(Log::partition_count(self, topic))
-    }
-}
+pub use dsr_log::EventSink;
 
 /// What the handlers share.
 pub struct ApiState {
@@ -126,6 +94,9 @@ pub struct ApiState {
     pub topics: dsr_pipeline::runner::Topics,
     /// Their webhooks, dead letters, delivery counters and pull feed.
     pub delivery: Arc<dsr_delivery::Delivery>,
+    /// Shock-responsive scale-up and the geographic master list (`None` without a master
+    /// list: those routes answer 503 saying how to load one).
+    pub scale_up: Option<Arc<dsr_scale_up::ScaleUp>>,
 }
 
 impl ApiState {
@@ -164,7 +135,8 @@ impl ApiState {
         (name = "households", description = "Households, their need scores and program statuses, from the serving store"),
         (name = "operations", description = "Health, readiness and the pipeline's backlog"),
         (name = "identity", description = "Access tokens, public keys, clients and the audit log"),
-        (name = "programs", description = "Programs, their webhooks, pull feed, dead letters and replay")
+        (name = "programs", description = "Programs, their webhooks, pull feed, dead letters and replay"),
+        (name = "scale-up", description = "The geographic master list, shocks, scale-up rules (draft, preview, approve, arm, trigger, revoke) and the coordinator dashboard")
     ),
     security(("bearer" = []), ("basic" = []))
 )]
@@ -299,6 +271,17 @@ fn api_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(programs::get_dead_letters))
         .routes(routes!(programs::post_replay))
         .routes(routes!(programs::get_beneficiaries))
+        .routes(routes!(scale_up::locations))
+        .routes(routes!(scale_up::get_area))
+        .routes(routes!(scale_up::list_shocks))
+        .routes(routes!(scale_up::list_rules, scale_up::create_rule))
+        .routes(routes!(scale_up::get_rule, scale_up::edit_rule))
+        .routes(routes!(scale_up::preview_rule))
+        .routes(routes!(scale_up::approve_rule))
+        .routes(routes!(scale_up::arm_rule))
+        .routes(routes!(scale_up::trigger_rule))
+        .routes(routes!(scale_up::revoke_rule))
+        .routes(routes!(scale_up::dashboard))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

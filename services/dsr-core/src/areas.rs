@@ -68,7 +68,10 @@ impl AreaList {
     /// Parses a CSV master list (`code,name,level,parent_code`; an empty parent for a
     /// top-level area). Names may be quoted when they hold commas.
     pub fn from_csv(text: &str) -> Result<AreaList, AreaListError> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or(AreaListError::Empty)?;
         let header_fields = split_csv(header.trim_start_matches('\u{feff}'));
         if header_fields != ["code", "name", "level", "parent_code"] {

@@ -308,7 +308,10 @@ impl ScaleUpRule {
 
     /// When a rule triggered at `at` ends.
     pub fn ends_at(&self, at: Micros) -> Micros {
-        let by_days = self.duration.days.map(|d| Micros(at.0 + i64::from(d) * DAY));
+        let by_days = self
+            .duration
+            .days
+            .map(|d| Micros(at.0 + i64::from(d) * DAY));
         match (self.duration.ends_at, by_days) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
@@ -406,10 +409,7 @@ impl Candidate {
             return None;
         }
         let score = household.need_score.as_ref()?.score;
-        let status = household
-            .programs
-            .iter()
-            .find(|p| p.program_id == program);
+        let status = household.programs.iter().find(|p| p.program_id == program);
         Some(Candidate {
             household_id: household.household_id.clone(),
             area: household.area.clone(),
@@ -554,18 +554,15 @@ pub fn plan(
     let area_of = |h: &AreaCode| affected_areas.iter().find(|a| h.is_within(a));
 
     let kind = rule.kind();
-    let covered: HashMap<&HouseholdId, Vec<(&str, bool)>> =
-        others
-            .iter()
-            .filter(|g| {
-                g.program == rule.program && g.kind == kind && g.rule_id != rule.id.as_str()
-            })
-            .fold(HashMap::new(), |mut m, g| {
-                m.entry(g.household_id)
-                    .or_default()
-                    .push((g.rule_id, g.stacks));
-                m
-            });
+    let covered: HashMap<&HouseholdId, Vec<(&str, bool)>> = others
+        .iter()
+        .filter(|g| g.program == rule.program && g.kind == kind && g.rule_id != rule.id.as_str())
+        .fold(HashMap::new(), |mut m, g| {
+            m.entry(g.household_id)
+                .or_default()
+                .push((g.rule_id, g.stacks));
+            m
+        });
 
     let mut per_area: BTreeMap<AreaCode, AreaTotals> = BTreeMap::new();
     let mut in_area: BTreeMap<&AreaCode, Vec<&Candidate>> = BTreeMap::new();
@@ -651,7 +648,9 @@ pub fn plan(
     let mut left_out: Vec<f64> = Vec::new();
     for (area, h, amount) in qualifying {
         let cost = amount * months;
-        let totals = per_area.get_mut(area).expect("every qualifying area is counted");
+        let totals = per_area
+            .get_mut(area)
+            .expect("every qualifying area is counted");
         let over = rule
             .caps
             .max_households
@@ -753,6 +752,23 @@ pub fn plan(
     }
 }
 
+/// A digest of the set of households `ids` names (FNV-1a over the sorted ids): lets a preview
+/// say exactly which households it selected — and a test or an auditor compare it with the
+/// households the program was told about — without listing them.
+pub fn households_digest<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for id in ids {
+        for b in id.bytes().chain(std::iter::once(b'\n')) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
 /// Highest need first; ties by household id, so the order never depends on input order.
 fn by_need(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.need_score
@@ -839,7 +855,9 @@ pub enum LifecycleError {
         action: &'static str,
         needed: &'static str,
     },
-    #[error("{by} drafted rule {rule}, so {by} cannot approve it: a second person must (four eyes)")]
+    #[error(
+        "{by} drafted rule {rule}, so {by} cannot approve it: a second person must (four eyes)"
+    )]
     OwnApproval { rule: String, by: String },
     #[error("give a reason for {0}: it is kept in the rule's history and the audit log")]
     NoReason(&'static str),
@@ -998,7 +1016,8 @@ impl RuleRecord {
 
     /// Active and past its end at `now`.
     pub fn due(&self, now: Micros) -> bool {
-        self.state == RuleState::Active && self.activation.as_ref().is_some_and(|a| now >= a.ends_at)
+        self.state == RuleState::Active
+            && self.activation.as_ref().is_some_and(|a| now >= a.ends_at)
     }
 }
 
@@ -1037,7 +1056,17 @@ pub fn start_changes(rule: &ScaleUpRule, a: &Activation) -> Vec<EligibilityChang
                     "scale-up temporary enrolment".to_string(),
                 ),
             };
-            change(rule, a, g, "start", kind, benefit, reason, a.caused_by, a.starts_at)
+            change(
+                rule,
+                a,
+                g,
+                "start",
+                kind,
+                benefit,
+                reason,
+                a.caused_by,
+                a.starts_at,
+            )
         })
         .collect()
 }
@@ -1086,7 +1115,10 @@ fn change(
         kind,
         reasons: vec![
             reason,
-            format!("rule {} for shock {} until {}", rule.id, a.shock_id, a.ends_at),
+            format!(
+                "rule {} for shock {} until {}",
+                rule.id, a.shock_id, a.ends_at
+            ),
         ],
         benefit,
         rule_version: g.rule_version,

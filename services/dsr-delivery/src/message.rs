@@ -54,6 +54,13 @@ impl Message {
                 "household_version": change.household_version,
                 "caused_by": change.caused_by.to_string(),
                 "occurred_at": change.occurred_at.to_string(),
+                // A scale-up's top-up or temporary enrolment says which rule, which shock and
+                // until when; `null` for the program's own rule.
+                "scale_up": change.scale_up.as_ref().map(|m| json!({
+                    "rule_id": m.rule_id.as_str(),
+                    "shock_id": m.shock_id.as_str(),
+                    "ends_at": m.ends_at.to_string(),
+                })),
             }),
             position: format!("{partition}:{offset}"),
         }

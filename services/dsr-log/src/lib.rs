@@ -16,7 +16,7 @@ pub use embedded::EmbeddedLog;
 pub use error::LogError;
 pub use kafka::{KafkaAdmin, KafkaConfig, KafkaLog, KafkaMember, KafkaReader};
 pub use port::{
-    murmur2, partition_for_key, Appended, ConsumedRecord, CreateOutcome, GroupEvent, GroupMember,
-    Header, Log, NewTopicSpec, Offset, Partition, PartitionReader, Record, TopicAdmin,
+    murmur2, partition_for_key, Appended, ConsumedRecord, CreateOutcome, EventSink, GroupEvent,
+    GroupMember, Header, Log, NewTopicSpec, Offset, Partition, PartitionReader, Record, TopicAdmin,
     TopicDescription, TopicPartition,
 };

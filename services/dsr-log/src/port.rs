@@ -397,6 +397,38 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> Partition {
     (murmur2(key) & 0x7fff_ffff) % partitions
 }
 
+/// What an appender (the HTTP API, the scale-up service) needs of the event log, object-safe,
+/// so it does not depend on which log (embedded or Kafka) the deployment runs.
+pub trait EventSink: Send + Sync {
+    /// Appends `records` to `topic`; resolves once they are durable.
+    fn append<'a>(
+        &'a self,
+        topic: &'a str,
+        records: Vec<Record>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>>;
+    /// The number of partitions of `topic` (a rule activation marks every one).
+    fn partitions<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<i32, LogError>> + Send + 'a>>;
+}
+
+impl<L: Log + 'static> EventSink for L {
+    fn append<'a>(
+        &'a self,
+        topic: &'a str,
+        records: Vec<Record>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), LogError>> + Send + 'a>> {
+        Box::pin(async move { Log::append(self, topic, records).await.map(|_| ()) })
+    }
+    fn partitions<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<i32, LogError>> + Send + 'a>> {
+        Box::pin(Log::partition_count(self, topic))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,6 +223,13 @@ async fn openapi_fuzzing_finds_no_server_error_and_no_way_around_authentication(
     let started = Instant::now();
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
+    // A geographic master list, so that scale-up is on and fuzzed too.
+    let mut areas = Vec::new();
+    dsr_synth::fixtures::small_population(47, 60)
+        .areas
+        .write_csv(&mut areas)
+        .unwrap();
+    std::fs::write(data.path().join("areas.csv"), areas).unwrap();
     let up = start(data.path());
     let base = up.base.clone();
     let api = up.api().await;
@@ -299,6 +306,14 @@ async fn openapi_fuzzing_finds_no_server_error_and_no_way_around_authentication(
     )
     .await;
     let auditor = register(json!({"id": "fuzz-auditor", "role": "auditor",
+        "requests_per_second": rps}))
+    .await;
+    let coordinator = register(
+        json!({"id": "fuzz-coordinator", "role": "emergency_coordinator",
+        "requests_per_second": rps}),
+    )
+    .await;
+    let approver = register(json!({"id": "fuzz-approver", "role": "approver",
         "requests_per_second": rps}))
     .await;
     // The admin run uses its own admin, not the first one, and may rotate and revoke only
@@ -392,6 +407,8 @@ async fn openapi_fuzzing_finds_no_server_error_and_no_way_around_authentication(
         ("fuzz-source", source.as_str()),
         ("fuzz-auditor", auditor.as_str()),
         ("fuzz-admin", admin.as_str()),
+        ("fuzz-coordinator", coordinator.as_str()),
+        ("fuzz-approver", approver.as_str()),
     ];
     let global_security = document["security"].clone();
     let mut guarded = Vec::new();
@@ -547,6 +564,18 @@ parameters = { \"path.id\" = { dictionary = \"victims\", probability = 0.5 } }
             "admin",
             admin.as_str(),
             vec!["--exclude-path-regex", keys_ops],
+            config.as_str(),
+        ),
+        (
+            "coordinator",
+            coordinator.as_str(),
+            vec!["--include-path-regex", "^/v1/(scale-up|areas|shocks)"],
+            config.as_str(),
+        ),
+        (
+            "approver",
+            approver.as_str(),
+            vec!["--include-path-regex", "^/v1/scale-up"],
             config.as_str(),
         ),
         (

@@ -329,7 +329,10 @@ pub fn eligibility_change_to_value(c: &EligibilityChange) -> Result<Value, Encod
         ),
         ("caused_by", Value::Uuid(c.caused_by)),
         ("occurred_at", Value::TimestampMicros(c.occurred_at.0)),
-        ("scale_up", write::optional(c.scale_up.as_ref(), scale_up_mark)),
+        (
+            "scale_up",
+            write::optional(c.scale_up.as_ref(), scale_up_mark),
+        ),
     ]))
 }
 
@@ -365,7 +368,9 @@ pub fn eligibility_change_from_value(value: Value) -> Result<EligibilityChange, 
         household_version: f.get("household_version", &at, ulong)?,
         caused_by: f.get("caused_by", &at, read::uuid)?,
         occurred_at: f.get("occurred_at", &at, read::micros)?,
-        scale_up: f.get("scale_up", &at, |v, at| read::optional(v, at, scale_up_mark_from))?,
+        scale_up: f.get("scale_up", &at, |v, at| {
+            read::optional(v, at, scale_up_mark_from)
+        })?,
     })
 }
 

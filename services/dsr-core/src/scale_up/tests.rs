@@ -73,7 +73,10 @@ fn households() -> Vec<Candidate> {
 }
 
 fn ids(plan: &Plan) -> Vec<&str> {
-    plan.grants.iter().map(|g| g.household_id.as_str()).collect()
+    plan.grants
+        .iter()
+        .map(|g| g.household_id.as_str())
+        .collect()
 }
 
 #[test]
@@ -95,7 +98,10 @@ fn a_shock_matches_on_hazard_area_and_indicator() {
         },
         ..r
     };
-    assert!(!manual.matches(&shock(&["R01"], 8.0)), "manual rules only by hand");
+    assert!(
+        !manual.matches(&shock(&["R01"], 8.0)),
+        "manual rules only by hand"
+    );
 }
 
 #[test]
@@ -129,7 +135,10 @@ fn horizontal_enrols_non_beneficiaries_above_the_relaxed_threshold() {
     assert_eq!(ids(&p), ["H2", "H3"]);
     assert_eq!(p.enrolments, 2);
     assert_eq!(p.marginal.cut, Some(62.0));
-    assert_eq!(p.marginal.just_in, 1, "H3 at 62 is within 5 points of the cut");
+    assert_eq!(
+        p.marginal.just_in, 1,
+        "H3 at 62 is within 5 points of the cut"
+    );
     assert_eq!(p.marginal.just_out, 0, "H5 at 40 is far below");
 }
 
@@ -153,7 +162,11 @@ fn a_binding_cap_keeps_the_households_that_come_first() {
     });
     r.caps.max_households = Some(2);
     let p = plan(&r, &shock(&["R01"], 8.0), &households(), &[]);
-    assert_eq!(ids(&p), ["H2", "H3"], "the two neediest of H2 70, H3 62, H5 40");
+    assert_eq!(
+        ids(&p),
+        ["H2", "H3"],
+        "the two neediest of H2 70, H3 62, H5 40"
+    );
     assert_eq!(p.capped, 1);
 
     // Budget per area: 300 = one household for 3 months per district.
@@ -208,7 +221,12 @@ fn overlapping_rules_do_not_top_up_twice_unless_both_stack() {
         stacks: true,
         ..others[0].clone()
     }];
-    let p = plan(&stacking, &shock(&["R01"], 8.0), &households(), &others_stacking);
+    let p = plan(
+        &stacking,
+        &shock(&["R01"], 8.0),
+        &households(),
+        &others_stacking,
+    );
     assert_eq!(ids(&p), ["H1", "H4"]);
     assert!(p.overlap[0].stacked);
     // Another program's grant is not an overlap.
@@ -260,7 +278,16 @@ fn the_lifecycle_needs_a_second_person_to_approve() {
     let states: Vec<&str> = rec.transitions.iter().map(|t| t.to.as_str()).collect();
     assert_eq!(
         states,
-        ["draft", "previewed", "draft", "previewed", "approved", "armed", "active", "expired"]
+        [
+            "draft",
+            "previewed",
+            "draft",
+            "previewed",
+            "approved",
+            "armed",
+            "active",
+            "expired"
+        ]
     );
 }
 
@@ -297,7 +324,10 @@ fn start_and_end_notifications_are_marked_and_keep_their_ids() {
         let start_ids: HashSet<_> = start.iter().map(|c| c.change_id).collect();
         assert!(end.iter().all(|c| !start_ids.contains(&c.change_id)));
         if start_kind == ChangeKind::Changed {
-            assert_eq!(end[0].benefit, 200.0, "back to the benefit before the top-up");
+            assert_eq!(
+                end[0].benefit, 200.0,
+                "back to the benefit before the top-up"
+            );
             assert_eq!(start[0].benefit, 250.0);
         }
     }
@@ -334,7 +364,10 @@ fn rules_that_cannot_work_are_refused() {
         benefit: 1.0,
         selection: Selection::TopPercent { percent: 150.0 },
     });
-    assert_eq!(r.validate(&programs, &known), Err(RuleError::Percent(150.0)));
+    assert_eq!(
+        r.validate(&programs, &known),
+        Err(RuleError::Percent(150.0))
+    );
     // The JSON shape refuses a misspelt field.
     let text = r#"{"id":"x","name":"x","program":"food-aid","trigger":{"kind":"manual","areas":["R01"]},
         "mode":{"kind":"vertical","extra_amount":5},"duration":{"days":30},"capz":{}}"#;
@@ -342,24 +375,22 @@ fn rules_that_cannot_work_are_refused() {
 }
 
 fn arb_households() -> impl Strategy<Value = Vec<Candidate>> {
-    prop::collection::vec(
-        (0u8..3, 0u8..3, 0u32..100, any::<bool>(), 0u32..400),
-        0..60,
+    prop::collection::vec((0u8..3, 0u8..3, 0u32..100, any::<bool>(), 0u32..400), 0..60).prop_map(
+        |rows| {
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, (d, v, score, enrolled, benefit))| {
+                    candidate(
+                        &format!("H{i:03}"),
+                        &format!("R01.D0{d}.V{v}"),
+                        f64::from(score),
+                        enrolled,
+                        f64::from(benefit),
+                    )
+                })
+                .collect()
+        },
     )
-    .prop_map(|rows| {
-        rows.into_iter()
-            .enumerate()
-            .map(|(i, (d, v, score, enrolled, benefit))| {
-                candidate(
-                    &format!("H{i:03}"),
-                    &format!("R01.D0{d}.V{v}"),
-                    f64::from(score),
-                    enrolled,
-                    f64::from(benefit),
-                )
-            })
-            .collect()
-    })
 }
 
 proptest! {

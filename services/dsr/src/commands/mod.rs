@@ -44,6 +44,30 @@ pub fn load_programs(dir: &Path) -> Result<Vec<Program>> {
 }
 
 /// Milliseconds since the epoch, now.
+/// The clock of the scale-up service: the system's, or — for tests of expiry — the time in
+/// the file `DSR_TEST_CLOCK_FILE` names (RFC 3339 or microseconds since the epoch) while that
+/// file exists.
+pub fn clock() -> dsr_scale_up::Clock {
+    let file = std::env::var_os("DSR_TEST_CLOCK_FILE").map(std::path::PathBuf::from);
+    if let Some(f) = &file {
+        eprintln!(
+            "dsr: warning: DSR_TEST_CLOCK_FILE is set: scale-up reads the time from {} (a test clock)",
+            f.display()
+        );
+    }
+    std::sync::Arc::new(move || {
+        let test_time = file.as_ref().and_then(|f| {
+            let text = std::fs::read_to_string(f).ok()?;
+            let text = text.trim();
+            text.parse::<i64>()
+                .ok()
+                .map(dsr_core::Micros)
+                .or_else(|| dsr_core::Micros::parse(text))
+        });
+        test_time.unwrap_or(dsr_core::Micros(now_ms() * 1000))
+    })
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

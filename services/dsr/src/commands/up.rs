@@ -62,6 +62,10 @@ pub struct Up {
     /// system's (e.g. the ministry's own CA).
     #[arg(long, env = "DSR_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
+    /// The geographic master list (CSV `code,name,level,parent_code`, as `dsr generate`
+    /// writes `areas.csv`) [default: DATA_DIR/areas.csv when it exists]. Scale-up needs it.
+    #[arg(long, env = "DSR_AREAS")]
+    pub areas: Option<PathBuf>,
 }
 
 /// The configuration file: the same settings, all optional; an unknown key is an error (a
@@ -78,6 +82,7 @@ struct ConfigFile {
     max_wait_seconds: Option<u64>,
     kek_file: Option<PathBuf>,
     webhook_ca_file: Option<PathBuf>,
+    areas: Option<PathBuf>,
 }
 
 /// `dsr up`'s settings, resolved (flags, environment, file, defaults) and validated.
@@ -92,6 +97,7 @@ pub struct UpConfig {
     pub max_wait_seconds: u64,
     pub kek_file: Option<PathBuf>,
     pub webhook_ca_file: Option<PathBuf>,
+    pub areas: Option<PathBuf>,
 }
 
 impl Up {
@@ -106,7 +112,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file, webhook_ca_file",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file, webhook_ca_file, areas",
                         path.display()
                     )
                 })?
@@ -137,6 +143,7 @@ impl Up {
                 .unwrap_or(3600),
             kek_file: self.kek_file.or(file.kek_file),
             webhook_ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
+            areas: self.areas.or(file.areas),
         };
         config.validate()?;
         Ok(config)
@@ -184,6 +191,14 @@ impl UpConfig {
                 );
             }
         }
+        if let Some(areas) = &self.areas {
+            if !areas.is_file() {
+                bail!(
+                    "the geographic master list `{}` does not exist (areas: a CSV file code,name,level,parent_code; `dsr generate` writes one as areas.csv)",
+                    areas.display()
+                );
+            }
+        }
         if self.data_dir.exists() && !self.data_dir.is_dir() {
             bail!(
                 "the data directory `{}` is a file, not a directory",
@@ -191,6 +206,29 @@ impl UpConfig {
             );
         }
         Ok(())
+    }
+
+    /// The geographic master list: `areas`, or DATA_DIR/areas.csv when it exists.
+    fn master_list(&self) -> Result<Option<(dsr_core::areas::AreaList, PathBuf)>> {
+        let path = match &self.areas {
+            Some(p) => p.clone(),
+            None => {
+                let p = self.data_dir.join("areas.csv");
+                if !p.is_file() {
+                    return Ok(None);
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the geographic master list {}", path.display()))?;
+        let list = dsr_core::areas::AreaList::from_csv(&text).with_context(|| {
+            format!(
+                "the geographic master list {} cannot be used",
+                path.display()
+            )
+        })?;
+        Ok(Some((list, path)))
     }
 
     /// Runs everything; `demo`, when given, is started once the API listens (`dsr demo`).
@@ -449,6 +487,38 @@ impl UpConfig {
                 }
             }));
         }
+        // Scale-up: the master list, the rule book, the trigger loop on dsr.area-events.
+        let scale_up = match self.master_list()? {
+            None => {
+                eprintln!(
+                    "dsr up: no geographic master list (--areas FILE or DATA_DIR/areas.csv): scale-up and /v1/areas are off"
+                );
+                None
+            }
+            Some((areas, path)) => {
+                eprintln!(
+                    "dsr up: geographic master list {}: {} areas, version {}",
+                    path.display(),
+                    areas.len(),
+                    areas.version()
+                );
+                Some(Arc::new(dsr_scale_up::ScaleUp::new(
+                    dsr_scale_up::RuleBook::open(
+                        &self.data_dir.join("scale-up"),
+                        Arc::clone(&keyring),
+                    )
+                    .context("opening the scale-up rule book")?,
+                    store.clone(),
+                    Arc::new(areas),
+                    program_list.iter().map(|p| p.id.to_string()).collect(),
+                    Arc::new(log.clone()),
+                    codec(),
+                    topics.clone(),
+                    super::clock(),
+                    Arc::clone(&audit),
+                )))
+            }
+        };
         let state = Arc::new(ApiState {
             log: Arc::new(log.clone()),
             codec: codec(),
@@ -477,6 +547,7 @@ impl UpConfig {
             rule_drafts: Default::default(),
             topics: topics.clone(),
             delivery: Arc::clone(&delivery),
+            scale_up: scale_up.clone(),
         });
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -526,6 +597,24 @@ impl UpConfig {
                     .context("program delivery stopped")
             });
         }
+        if let Some(scale_up) = scale_up {
+            let rx = stop_rx.clone();
+            let log = log.clone();
+            let area_events = RouterTopics::default().area_events;
+            tasks.spawn(async move {
+                scale_up
+                    .run(
+                        &log,
+                        &area_events,
+                        "dsr-scale-up",
+                        Duration::from_millis(500),
+                        stop(rx),
+                    )
+                    .await
+                    .map(|_| "scale-up")
+                    .context("the scale-up service stopped")
+            });
+        }
         {
             // Seals the audit log every second, so at most the last second of entries is
             // not yet covered by a signature; and once more on the way out.
@@ -564,6 +653,7 @@ impl UpConfig {
              GET  http://{address}/v1/households/ID/history\n  \
              GET  http://{address}/v1/status             backlog of each stage\n  \
              GET  http://{address}/v1/programs           programs; PUT …/ID/webhook, GET …/ID/changes\n  \
+             GET  http://{address}/dashboard             the scale-up coordinator dashboard\n  \
              GET  http://{address}/readyz                ready once the serving store caught up\n  \
              GET  http://{address}/subjects              the schema registry API\n  \
              GET  http://{address}/openapi.json          the OpenAPI document of this API\n  \
@@ -663,6 +753,7 @@ mod tests {
             max_wait_seconds: None,
             kek_file: None,
             webhook_ca_file: None,
+            areas: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod scale_up;
 pub mod up;
 pub mod webhooks;
 

@@ -142,9 +142,15 @@ pub fn start(data: &Path) -> Up {
 
 /// Starts `dsr up` on `data` with extra flags and waits until it listens.
 pub fn start_with(data: &Path, flags: &[&str]) -> Up {
+    start_with_env(data, flags, &[])
+}
+
+/// Starts `dsr up` on `data` with extra flags and environment variables.
+pub fn start_with_env(data: &Path, flags: &[&str], env: &[(&str, &str)]) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsr"))
         .args(["up", "--listen", "127.0.0.1:0"])
         .args(flags)
+        .envs(env.iter().copied())
         .arg("--data-dir")
         .arg(data)
         .env("NO_COLOR", "1")
