@@ -215,6 +215,58 @@ impl ScaleUp {
         Ok(record)
     }
 
+    /// Imports the rules of `dir` (`*.yaml`, `*.yml`, `*.json`, one rule a file) as drafts,
+    /// drafted by `file:<name>`: rules agreed on paper before a shock, kept with the
+    /// deployment's configuration, still previewed and approved like any draft. A rule whose
+    /// id the book holds already is left alone. One answer per file: what happened, in words.
+    pub fn import_drafts(&self, dir: &std::path::Path) -> Vec<(String, Result<String, String>)> {
+        let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                })
+                .collect(),
+            Err(e) => {
+                return vec![(
+                    dir.display().to_string(),
+                    Err(format!("cannot read the directory: {e}")),
+                )]
+            }
+        };
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let name = path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                let outcome = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read it: {e}"))
+                    .and_then(|text| {
+                        serde_yaml_ng::from_str::<ScaleUpRule>(&text)
+                            .map_err(|e| format!("not a scale-up rule: {e}"))
+                    })
+                    .and_then(|rule| {
+                        if self.book.read(|b| b.rules.contains_key(rule.id.as_str())) {
+                            return Ok(format!("rule {} is in the rule book already", rule.id));
+                        }
+                        let who = Actor {
+                            id: format!("file:{name}"),
+                            role: "file".into(),
+                        };
+                        self.draft(rule, &who)
+                            .map(|r| format!("rule {} drafted", r.rule.id))
+                            .map_err(|e| e.to_string())
+                    });
+                (name, outcome)
+            })
+            .collect()
+    }
+
     /// A new text for a draft (it must be previewed again).
     pub fn edit(
         &self,

@@ -56,17 +56,30 @@ async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 async fn wait_rule(client: &reqwest::Client, base: &str, id: &str, state: &str) -> Value {
+    wait_rule_until(client, base, id, &format!("{state}"), |r| {
+        r["state"] == state
+    })
+    .await
+}
+
+/// Polls rule `id` until `done` holds (for `what`, in the failure message).
+async fn wait_rule_until(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, rule) = call(client.get(format!("{base}/v1/scale-up/rules/{id}"))).await;
         assert_eq!(status, 200, "{rule}");
-        if rule["state"] == state {
+        if done(&rule) {
             return rule;
         }
         assert!(
             Instant::now() < deadline,
-            "rule {id} is {}, not {state}",
-            rule["state"]
+            "rule {id} never got to {what}: {rule}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -100,6 +113,18 @@ async fn a_drought_scales_the_program_up_exactly_as_previewed_and_back_down_when
         locations["areas"].as_array().unwrap().len(),
         registry.population.areas.len()
     );
+
+    // The rules agreed in advance (scale-up/*.yaml) are drafts, drafted by their file.
+    let (status, rules) = call(approver.get(format!("{base}/v1/scale-up/rules"))).await;
+    assert_eq!(status, 200, "{rules}");
+    let from_file = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "drought-topup-food-aid")
+        .unwrap_or_else(|| panic!("no rule from scale-up/: {rules}"));
+    assert_eq!(from_file["state"], "draft");
+    assert_eq!(from_file["drafted_by"], "file:drought-topup-food-aid.yaml");
 
     // The program's receiver.
     let receiver = Arc::new(Receiver::default());
@@ -280,11 +305,17 @@ async fn a_drought_scales_the_program_up_exactly_as_previewed_and_back_down_when
 
     // The end date passes on the test clock: the top-ups are removed.
     std::fs::write(&clock_file, (t0.0 + 31 * DAY).to_string()).unwrap();
-    let expired = wait_rule(approver, &base, "drought-topup", "expired").await;
-    assert_eq!(
-        expired["activation"]["notifications_sent"].as_u64(),
-        Some(2 * top_ups)
-    );
+    let expired = wait_rule_until(
+        approver,
+        &base,
+        "drought-topup",
+        "expired, ends sent",
+        |r| {
+            r["state"] == "expired"
+                && r["activation"]["notifications_sent"].as_u64() == Some(2 * top_ups)
+        },
+    )
+    .await;
     let all = wait_for_messages(&receiver, "food-aid", "drought-topup", 2 * top_ups as usize).await;
     let ended: Vec<&Value> = all
         .iter()

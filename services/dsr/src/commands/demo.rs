@@ -33,7 +33,20 @@ impl DemoArgs {
             rate: self.rate.max(1),
             seed: self.seed,
         };
-        let config = self.up.resolve()?;
+        let mut config = self.up.resolve()?;
+        // The generated country's geographic master list, so scale-up and the dashboard work.
+        if config.areas.is_none() {
+            let path = config.data_dir.join("areas.csv");
+            if !path.exists() {
+                std::fs::create_dir_all(&config.data_dir)?;
+                let mut csv = Vec::new();
+                dsr_synth::areas::Areas::generate(demo.households, demo.seed)
+                    .write_csv(&mut csv)?;
+                std::fs::write(&path, csv)
+                    .with_context(|| format!("writing the master list {}", path.display()))?;
+            }
+            config.areas = Some(path);
+        }
         let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(config.serve(Some(demo)))
     }

@@ -66,6 +66,11 @@ pub struct Up {
     /// writes `areas.csv`) [default: DATA_DIR/areas.csv when it exists]. Scale-up needs it.
     #[arg(long, env = "DSR_AREAS")]
     pub areas: Option<PathBuf>,
+    /// Scale-up rules agreed in advance (`*.yaml` or `*.json`, one rule a file), imported as
+    /// drafts at start when the rule book does not hold them yet [default: scale-up, when it
+    /// exists].
+    #[arg(long, env = "DSR_SCALE_UP_RULES")]
+    pub scale_up_rules: Option<PathBuf>,
 }
 
 /// The configuration file: the same settings, all optional; an unknown key is an error (a
@@ -83,6 +88,7 @@ struct ConfigFile {
     kek_file: Option<PathBuf>,
     webhook_ca_file: Option<PathBuf>,
     areas: Option<PathBuf>,
+    scale_up_rules: Option<PathBuf>,
 }
 
 /// `dsr up`'s settings, resolved (flags, environment, file, defaults) and validated.
@@ -98,6 +104,7 @@ pub struct UpConfig {
     pub kek_file: Option<PathBuf>,
     pub webhook_ca_file: Option<PathBuf>,
     pub areas: Option<PathBuf>,
+    pub scale_up_rules: Option<PathBuf>,
 }
 
 impl Up {
@@ -112,7 +119,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file, webhook_ca_file, areas",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file, webhook_ca_file, areas, scale_up_rules",
                         path.display()
                     )
                 })?
@@ -144,6 +151,7 @@ impl Up {
             kek_file: self.kek_file.or(file.kek_file),
             webhook_ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
             areas: self.areas.or(file.areas),
+            scale_up_rules: self.scale_up_rules.or(file.scale_up_rules),
         };
         config.validate()?;
         Ok(config)
@@ -196,6 +204,14 @@ impl UpConfig {
                 bail!(
                     "the geographic master list `{}` does not exist (areas: a CSV file code,name,level,parent_code; `dsr generate` writes one as areas.csv)",
                     areas.display()
+                );
+            }
+        }
+        if let Some(dir) = &self.scale_up_rules {
+            if !dir.is_dir() {
+                bail!(
+                    "the scale-up rules directory `{}` does not exist (scale_up_rules: a directory of *.yaml or *.json rules)",
+                    dir.display()
                 );
             }
         }
@@ -502,7 +518,7 @@ impl UpConfig {
                     areas.len(),
                     areas.version()
                 );
-                Some(Arc::new(dsr_scale_up::ScaleUp::new(
+                let service = Arc::new(dsr_scale_up::ScaleUp::new(
                     dsr_scale_up::RuleBook::open(
                         &self.data_dir.join("scale-up"),
                         Arc::clone(&keyring),
@@ -516,7 +532,25 @@ impl UpConfig {
                     topics.clone(),
                     super::clock(),
                     Arc::clone(&audit),
-                )))
+                ));
+                let rules_dir = self
+                    .scale_up_rules
+                    .clone()
+                    .or_else(|| Some(PathBuf::from("scale-up")).filter(|d| d.is_dir()));
+                if let Some(dir) = rules_dir {
+                    for (file, outcome) in service.import_drafts(&dir) {
+                        match outcome {
+                            Ok(what) => {
+                                eprintln!("dsr up: scale-up rules {}/{file}: {what}", dir.display())
+                            }
+                            Err(why) => eprintln!(
+                                "dsr up: warning: scale-up rules {}/{file} not imported: {why}",
+                                dir.display()
+                            ),
+                        }
+                    }
+                }
+                Some(service)
             }
         };
         let state = Arc::new(ApiState {
@@ -754,6 +788,7 @@ mod tests {
             kek_file: None,
             webhook_ca_file: None,
             areas: None,
+            scale_up_rules: None,
         }
     }
 
