@@ -56,10 +56,7 @@ async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 async fn wait_rule(client: &reqwest::Client, base: &str, id: &str, state: &str) -> Value {
-    wait_rule_until(client, base, id, &format!("{state}"), |r| {
-        r["state"] == state
-    })
-    .await
+    wait_rule_until(client, base, id, state, |r| r["state"] == state).await
 }
 
 /// Polls rule `id` until `done` holds (for `what`, in the failure message).
