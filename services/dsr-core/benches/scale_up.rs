@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p dsr-core --bench scale_up` (10M households; `DSR_BENCH_HOUSEHOLDS=N` for
 //! another size). Prints, per scenario, the best and median of 5 runs. The households are
-//! synthetic candidates (8 regions × 12 districts × 100 villages, need scores 0-100, a third
+//! synthetic candidates (8 regions × 12 districts × 100 villages, continuous need scores 0-100, a third
 //! of them beneficiaries); building them is not timed.
 
 use dsr_core::scale_up::*;
@@ -24,7 +24,8 @@ fn candidates(n: usize) -> Vec<Candidate> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let score = (x % 10_000) as f64 / 100.0;
+            // Continuous, like a PMT score (few exact ties).
+            let score = (x >> 11) as f64 / (1u64 << 53) as f64 * 100.0;
             let enrolled = x.is_multiple_of(3);
             Candidate {
                 household_id: HouseholdId::new(format!("H{i:09}")),

@@ -25,7 +25,7 @@ use crate::ids::*;
 use crate::process::EligibilityChange;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// Microseconds in a day.
 const DAY: i64 = 86_400_000_000;
@@ -551,9 +551,73 @@ pub fn plan(
         }
     }
     affected_areas.sort_by(|a, b| b.as_str().len().cmp(&a.as_str().len()).then(a.cmp(b)));
-    let area_of = |h: &AreaCode| affected_areas.iter().find(|a| h.is_within(a));
+    let area_of = |h: &AreaCode| affected_areas.iter().position(|a| h.is_within(a));
 
     let kind = rule.kind();
+    // Households work by index from here on: no hashing or string comparison per household
+    // but for need-score ties and overlap.
+    let mut totals = vec![AreaTotals::default(); affected_areas.len()];
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); affected_areas.len()];
+    let mut in_area: Vec<u32> = vec![u32::MAX; households.len()];
+    let mut affected = 0u64;
+    for (i, h) in households.iter().enumerate() {
+        if let Some(a) = area_of(&h.area) {
+            affected += 1;
+            totals[a].households += 1;
+            members[a].push(i as u32);
+            in_area[i] = a as u32;
+        }
+    }
+    // Sorting by need compares precomputed keys; the households themselves (their ids) only
+    // on an exact tie. Comparing through the indices instead costs a cache miss per comparison.
+    let id_of = |i: u32| &households[i as usize].household_id;
+
+    // Who qualifies: (area, household, monthly amount).
+    let mut qualifying: Vec<(u32, u32, f64)> = Vec::new();
+    for (a, list) in members.iter_mut().enumerate() {
+        let a = a as u32;
+        match &rule.mode {
+            Mode::Vertical {
+                extra_amount,
+                multiplier,
+            } => {
+                for &i in list.iter() {
+                    let h = &households[i as usize];
+                    let amount = extra_amount + h.benefit * (multiplier.unwrap_or(1.0) - 1.0);
+                    if h.enrolled && amount > 0.0 {
+                        qualifying.push((a, i, amount));
+                    }
+                }
+            }
+            Mode::Horizontal { benefit, selection } => match selection {
+                Selection::MinNeedScore { threshold } => {
+                    for &i in list.iter() {
+                        let h = &households[i as usize];
+                        if !h.enrolled && h.need_score >= *threshold {
+                            qualifying.push((a, i, *benefit));
+                        }
+                    }
+                }
+                Selection::TopPercent { percent } => {
+                    let mut keyed: Vec<(u64, u32)> = list
+                        .iter()
+                        .map(|&i| (need_key(households[i as usize].need_score), i))
+                        .collect();
+                    keyed.sort_unstable_by(|x, y| {
+                        x.0.cmp(&y.0).then_with(|| id_of(x.1).cmp(id_of(y.1)))
+                    });
+                    let quota = ((keyed.len() as f64) * percent / 100.0).ceil() as usize;
+                    for &(_, i) in keyed.iter().take(quota) {
+                        if !households[i as usize].enrolled {
+                            qualifying.push((a, i, *benefit));
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    // Overlap with other active rules.
     let covered: HashMap<&HouseholdId, Vec<(&str, bool)>> = others
         .iter()
         .filter(|g| g.program == rule.program && g.kind == kind && g.rule_id != rule.id.as_str())
@@ -563,94 +627,52 @@ pub fn plan(
                 .push((g.rule_id, g.stacks));
             m
         });
-
-    let mut per_area: BTreeMap<AreaCode, AreaTotals> = BTreeMap::new();
-    let mut in_area: BTreeMap<&AreaCode, Vec<&Candidate>> = BTreeMap::new();
-    let mut affected = 0u64;
-    for h in households {
-        if let Some(area) = area_of(&h.area) {
-            affected += 1;
-            per_area.entry(area.clone()).or_default().households += 1;
-            in_area.entry(area).or_default().push(h);
-        }
-    }
-
-    // Who qualifies, with the monthly amount.
-    let mut qualifying: Vec<(&AreaCode, &Candidate, f64)> = Vec::new();
-    for (area, members) in &mut in_area {
-        match &rule.mode {
-            Mode::Vertical {
-                extra_amount,
-                multiplier,
-            } => {
-                for h in members.iter().filter(|h| h.enrolled) {
-                    let amount = extra_amount + h.benefit * (multiplier.unwrap_or(1.0) - 1.0);
-                    if amount > 0.0 {
-                        qualifying.push((area, h, amount));
-                    }
-                }
-            }
-            Mode::Horizontal { benefit, selection } => match selection {
-                Selection::MinNeedScore { threshold } => {
-                    for h in members
-                        .iter()
-                        .filter(|h| !h.enrolled && h.need_score >= *threshold)
-                    {
-                        qualifying.push((area, h, *benefit));
-                    }
-                }
-                Selection::TopPercent { percent } => {
-                    members.sort_by(|a, b| by_need(a, b));
-                    let quota = ((members.len() as f64) * percent / 100.0).ceil() as usize;
-                    for h in members.iter().take(quota).filter(|h| !h.enrolled) {
-                        qualifying.push((area, h, *benefit));
-                    }
-                }
-            },
-        }
-    }
-
-    // Overlap with other active rules.
     let mut overlap: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
-    qualifying.retain(|(_, h, _)| {
-        let Some(rules) = covered.get(&h.household_id) else {
-            return true;
-        };
-        let stacked = rule.stacks && rules.iter().all(|(_, s)| *s);
-        for (other, _) in rules {
-            let e = overlap.entry(other).or_insert((0, stacked));
-            e.0 += 1;
-        }
-        stacked
-    });
-    for (area, ..) in &qualifying {
-        if let Some(t) = per_area.get_mut(*area) {
-            t.qualifying += 1;
-        }
+    if !covered.is_empty() {
+        qualifying.retain(|(_, i, _)| {
+            let Some(rules) = covered.get(&households[*i as usize].household_id) else {
+                return true;
+            };
+            let stacked = rule.stacks && rules.iter().all(|(_, s)| *s);
+            for (other, _) in rules {
+                overlap.entry(other).or_insert((0, stacked)).0 += 1;
+            }
+            stacked
+        });
+    }
+    for (a, ..) in &qualifying {
+        totals[*a as usize].qualifying += 1;
     }
 
     // Priority order, then the caps.
-    let rank = |a: &AreaCode| match &rule.priority {
+    let rank = |h: &Candidate| match &rule.priority {
         Priority::HighestNeedFirst => 0,
         Priority::AreasFirst { areas } => areas
             .iter()
-            .position(|p| a.is_within(p))
+            .position(|p| h.area.is_within(p))
             .unwrap_or(areas.len()),
     };
-    qualifying.sort_by(|(_, a, _), (_, b, _)| {
-        rank(&a.area)
-            .cmp(&rank(&b.area))
-            .then_with(|| by_need(a, b))
+    let mut ordered: Vec<(usize, u64, u32, u32, f64)> = qualifying
+        .into_iter()
+        .map(|(a, i, amount)| {
+            let h = &households[i as usize];
+            (rank(h), need_key(h.need_score), a, i, amount)
+        })
+        .collect();
+    ordered.sort_unstable_by(|x, y| {
+        (x.0, x.1)
+            .cmp(&(y.0, y.1))
+            .then_with(|| id_of(x.3).cmp(id_of(y.3)))
     });
+    let mut selected = vec![false; households.len()];
     let mut grants = Vec::new();
     let mut total_cost = 0.0;
     let mut capped = 0u64;
     let mut left_out: Vec<f64> = Vec::new();
-    for (area, h, amount) in qualifying {
+    for (_, _, a, i, amount) in ordered {
+        let h = &households[i as usize];
         let cost = amount * months;
-        let totals = per_area
-            .get_mut(area)
-            .expect("every qualifying area is counted");
+        let t = &mut totals[a as usize];
         let over = rule
             .caps
             .max_households
@@ -662,22 +684,23 @@ pub fn plan(
             || rule
                 .caps
                 .budget_per_area
-                .is_some_and(|b| totals.cost + cost > b + 1e-9);
+                .is_some_and(|b| t.cost + cost > b + 1e-9);
         if over {
             capped += 1;
-            totals.capped += 1;
+            t.capped += 1;
             left_out.push(h.need_score);
             continue;
         }
         total_cost += cost;
-        totals.cost += cost;
+        t.cost += cost;
         match kind {
-            GrantKind::TopUp => totals.top_ups += 1,
-            GrantKind::Enrolment => totals.enrolments += 1,
+            GrantKind::TopUp => t.top_ups += 1,
+            GrantKind::Enrolment => t.enrolments += 1,
         }
+        selected[i as usize] = true;
         grants.push(Grant {
             household_id: h.household_id.clone(),
-            area: area.clone(),
+            area: affected_areas[a as usize].clone(),
             kind,
             amount,
             base_benefit: h.benefit,
@@ -685,14 +708,13 @@ pub fn plan(
             rule_version: h.rule_version,
         });
     }
-    grants.sort_by(|a, b| a.household_id.cmp(&b.household_id));
 
     // The margin: scores of those in and of those just out (below a threshold or capped).
-    let granted: HashSet<&HouseholdId> = grants.iter().map(|g| &g.household_id).collect();
     let cut = households
         .iter()
-        .filter(|h| granted.contains(&h.household_id))
-        .map(|h| h.need_score)
+        .zip(&selected)
+        .filter(|(_, s)| **s)
+        .map(|(h, _)| h.need_score)
         .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.min(s))));
     let marginal = match cut {
         None => Marginal {
@@ -701,20 +723,19 @@ pub fn plan(
             ..Default::default()
         },
         Some(cut) => {
-            let just_in = households
-                .iter()
-                .filter(|h| granted.contains(&h.household_id))
-                .filter(|h| h.need_score < cut + MARGINAL_BAND)
-                .count() as u64;
-            let below = households
-                .iter()
-                .filter(|h| area_of(&h.area).is_some() && !granted.contains(&h.household_id))
-                .filter(|h| match kind {
-                    GrantKind::TopUp => h.enrolled,
-                    GrantKind::Enrolment => !h.enrolled,
-                })
-                .filter(|h| h.need_score < cut && h.need_score >= cut - MARGINAL_BAND)
-                .count() as u64;
+            let mut just_in = 0u64;
+            let mut below = 0u64;
+            for (i, h) in households.iter().enumerate() {
+                if selected[i] {
+                    just_in += u64::from(h.need_score < cut + MARGINAL_BAND);
+                } else if in_area[i] != u32::MAX
+                    && h.enrolled == (kind == GrantKind::TopUp)
+                    && h.need_score < cut
+                    && h.need_score >= cut - MARGINAL_BAND
+                {
+                    below += 1;
+                }
+            }
             let capped_near = left_out.iter().filter(|s| **s >= cut).count() as u64;
             Marginal {
                 cut: Some(cut),
@@ -724,8 +745,13 @@ pub fn plan(
             }
         }
     };
-    let top_ups = per_area.values().map(|t| t.top_ups).sum();
-    let enrolments = per_area.values().map(|t| t.enrolments).sum();
+    let top_ups = totals.iter().map(|t| t.top_ups).sum();
+    let enrolments = totals.iter().map(|t| t.enrolments).sum();
+    let per_area = affected_areas
+        .into_iter()
+        .zip(totals)
+        .filter(|(_, t)| t.households > 0)
+        .collect();
     Plan {
         rule_id: rule.id.clone(),
         program: rule.program.clone(),
@@ -769,11 +795,15 @@ pub fn households_digest<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
     format!("{hash:016x}")
 }
 
-/// Highest need first; ties by household id, so the order never depends on input order.
-fn by_need(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
-    b.need_score
-        .total_cmp(&a.need_score)
-        .then_with(|| a.household_id.cmp(&b.household_id))
+/// A sort key that puts the highest need score first (`f64::total_cmp` order, reversed).
+fn need_key(score: f64) -> u64 {
+    let bits = score.to_bits();
+    let total = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
+    u64::MAX - total
 }
 
 /// Where a rule is in its life.

@@ -514,8 +514,18 @@ impl ScaleUp {
                         d.indicator_name,
                         d.indicator_value
                     );
-                    self.start(&id, shock.clone(), "declared", &Actor::registry(), &why)
-                        .await?;
+                    match self
+                        .start(&id, shock.clone(), "declared", &Actor::registry(), &why)
+                        .await
+                    {
+                        // Revoked (or triggered by hand) since it was read as armed: nothing to do.
+                        Err(ScaleUpError::Lifecycle(e)) => {
+                            tracing::warn!(rule = %id, reason = %e, "a matching rule was not triggered")
+                        }
+                        other => {
+                            other?;
+                        }
+                    }
                 }
             }
             Payload::ShockEnded(e) => {

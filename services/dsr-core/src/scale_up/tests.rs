@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::collections::HashSet;
 
 const T0: Micros = Micros(1_780_000_000_000_000);
 
@@ -72,11 +73,22 @@ fn households() -> Vec<Candidate> {
     ]
 }
 
+/// The granted households, sorted (grants come in priority order).
 fn ids(plan: &Plan) -> Vec<&str> {
-    plan.grants
+    let mut ids: Vec<&str> = plan
+        .grants
         .iter()
         .map(|g| g.household_id.as_str())
-        .collect()
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn grant<'a>(plan: &'a Plan, id: &str) -> &'a Grant {
+    plan.grants
+        .iter()
+        .find(|g| g.household_id.as_str() == id)
+        .unwrap_or_else(|| panic!("no grant for {id}"))
 }
 
 #[test]
@@ -116,8 +128,8 @@ fn vertical_tops_up_beneficiaries_of_the_affected_areas_only() {
     assert_eq!(p.top_ups, 2);
     assert_eq!(p.enrolments, 0);
     // 50 + 200 × 0.5 = 150 and 50 + 100 × 0.5 = 100 a month, three months.
-    assert_eq!(p.grants[0].amount, 150.0);
-    assert_eq!(p.grants[1].amount, 100.0);
+    assert_eq!(grant(&p, "H1").amount, 150.0);
+    assert_eq!(grant(&p, "H4").amount, 100.0);
     assert_eq!(p.months, 3.0);
     assert_eq!(p.total_cost, 750.0);
     assert_eq!(p.per_area[&AreaCode::new("R01.D01")].cost, 450.0);
@@ -325,10 +337,18 @@ fn start_and_end_notifications_are_marked_and_keep_their_ids() {
         assert!(end.iter().all(|c| !start_ids.contains(&c.change_id)));
         if start_kind == ChangeKind::Changed {
             assert_eq!(
-                end[0].benefit, 200.0,
+                end.iter()
+                    .find(|c| c.household_id.as_str() == "H1")
+                    .unwrap()
+                    .benefit,
+                200.0,
                 "back to the benefit before the top-up"
             );
-            assert_eq!(start[0].benefit, 250.0);
+            let h1 = start
+                .iter()
+                .find(|c| c.household_id.as_str() == "H1")
+                .unwrap();
+            assert_eq!(h1.benefit, 250.0);
         }
     }
 }
@@ -430,5 +450,13 @@ proptest! {
         }
         prop_assert_eq!(p.top_ups + p.enrolments, p.grants.len() as u64);
         prop_assert!(p.grants.iter().all(|g| !g.area.as_str().starts_with("R01.D02")));
+    }
+}
+
+proptest! {
+    /// The need key sorts like `f64::total_cmp`, highest first.
+    #[test]
+    fn need_keys_sort_highest_need_first(a in any::<f64>(), b in any::<f64>()) {
+        prop_assert_eq!(need_key(a).cmp(&need_key(b)), b.total_cmp(&a));
     }
 }
