@@ -25,8 +25,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir_in(std::env::var("DSR_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .expect("a temporary directory");
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("DSR_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into),
+    )
+    .expect("a temporary directory");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (keyring, _, _) =
         dsr_crypto::Keyring::open_directory(&dir.path().join("security"), None, None, 0).unwrap();

@@ -9,11 +9,13 @@
 //!   receiver gets exactly the previewed households (the same digest and count), each marked
 //!   with the rule, the shock and the end date;
 //! - the test clock passes the end date: the program receives the matching top-up removals;
-//! - a horizontal rule triggered by hand and then revoked: temporary enrolments, then exits.
+//! - a horizontal rule triggered by hand: temporary enrolments (a cap binding), then at its
+//!   end date the same households exit; a `ShockEnded` event ends the rule its shock
+//!   triggered; a revocation ends a rule at once.
 
 mod support;
 
-use dsr_core::event::{Payload, ShockDeclared};
+use dsr_core::event::{Payload, ShockDeclared, ShockEnded};
 use dsr_core::scale_up::households_digest;
 use dsr_core::{AreaCode, Micros};
 use serde_json::{json, Value};
@@ -80,6 +82,57 @@ async fn wait_rule_until(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A rule from draft to active: drafted and previewed by the coordinator, approved, armed
+/// and (unless `trigger` is null) triggered by hand by the approver. The preview and the
+/// rule as the last step left it.
+async fn draft_to_active(
+    registry: &support::scale_up::Registry,
+    rule: &Value,
+    trigger: Value,
+) -> (Value, Value) {
+    let base = &registry.base;
+    let id = rule["id"].as_str().unwrap();
+    let (status, body) = call(
+        registry
+            .coordinator
+            .post(format!("{base}/v1/scale-up/rules"))
+            .json(rule),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, preview) = call(
+        registry
+            .coordinator
+            .post(format!("{base}/v1/scale-up/rules/{id}/preview")),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    let mut last = preview.clone();
+    for step in ["approve", "arm"] {
+        let (status, body) = call(
+            registry
+                .approver
+                .post(format!("{base}/v1/scale-up/rules/{id}/{step}")),
+        )
+        .await;
+        assert_eq!(status, 200, "{step}: {body}");
+        last = body;
+    }
+    if !trigger.is_null() {
+        let (status, body) = call(
+            registry
+                .approver
+                .post(format!("{base}/v1/scale-up/rules/{id}/trigger"))
+                .json(&trigger),
+        )
+        .await;
+        assert_eq!(status, 200, "trigger: {body}");
+        assert_eq!(body["state"], "active");
+        last = body;
+    }
+    (preview, last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +410,8 @@ async fn a_drought_scales_the_program_up_exactly_as_previewed_and_back_down_when
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
 
-    // A horizontal rule by hand, then revoked: enrolments, then exits, at once.
+    // A horizontal rule triggered by hand: temporary enrolments, previewed = received; its
+    // end date passes on the test clock: the same households exit.
     let horizontal = json!({
         "id": "flood-enrolment",
         "name": "Temporary food aid after the floods",
@@ -368,31 +422,19 @@ async fn a_drought_scales_the_program_up_exactly_as_previewed_and_back_down_when
         "duration": {"days": 60},
         "caps": {"max_households": 5}
     });
-    let (status, _) = call(
-        coordinator
-            .post(format!("{base}/v1/scale-up/rules"))
-            .json(&horizontal),
+    let (preview, active) = draft_to_active(
+        &registry,
+        &horizontal,
+        json!({"reason": "floods in the district", "shock_id": "FL-2026-03"}),
     )
     .await;
-    assert_eq!(status, 201);
-    let (status, preview) =
-        call(coordinator.post(format!("{base}/v1/scale-up/rules/flood-enrolment/preview"))).await;
-    assert_eq!(status, 200, "{preview}");
     let enrolments = preview["enrolments"].as_u64().unwrap();
     assert!(enrolments > 0 && enrolments <= 5, "{preview}");
-    for step in ["approve", "arm"] {
-        let (status, body) =
-            call(approver.post(format!("{base}/v1/scale-up/rules/flood-enrolment/{step}"))).await;
-        assert_eq!(status, 200, "{step}: {body}");
-    }
-    let (status, active) = call(
-        approver
-            .post(format!("{base}/v1/scale-up/rules/flood-enrolment/trigger"))
-            .json(&json!({"reason": "floods in the district", "shock_id": "FL-2026-03"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{active}");
-    assert_eq!(active["state"], "active");
+    assert_eq!(
+        preview["capped"].as_u64().map(|c| c > 0),
+        Some(true),
+        "the cap binds: {preview}"
+    );
     let entered = wait_for_messages(
         &receiver,
         "food-aid",
@@ -404,21 +446,17 @@ async fn a_drought_scales_the_program_up_exactly_as_previewed_and_back_down_when
         entered.iter().all(|m| m["type"] == "eligibility.entered"),
         "{entered:?}"
     );
-    let (status, refused) = call(
-        approver
-            .post(format!("{base}/v1/scale-up/rules/flood-enrolment/revoke"))
-            .json(&json!({"reason": ""})),
-    )
-    .await;
-    assert_eq!(status, 400, "a revocation needs a reason: {refused}");
-    let (status, revoked) = call(
-        approver
-            .post(format!("{base}/v1/scale-up/rules/flood-enrolment/revoke"))
-            .json(&json!({"reason": "flood declared in error"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{revoked}");
-    assert_eq!(revoked["state"], "revoked");
+    assert_eq!(
+        households_digest(
+            entered
+                .iter()
+                .map(|m| m["data"]["household_id"].as_str().unwrap())
+        ),
+        preview["households_digest"].as_str().unwrap()
+    );
+    assert_eq!(active["activation"]["shock_id"], "FL-2026-03");
+    std::fs::write(&clock_file, (t0.0 + 95 * DAY).to_string()).unwrap();
+    wait_rule(approver, &base, "flood-enrolment", "expired").await;
     let all = wait_for_messages(
         &receiver,
         "food-aid",
@@ -431,6 +469,118 @@ async fn a_drought_scales_the_program_up_exactly_as_previewed_and_back_down_when
         .filter(|m| m["type"] == "eligibility.exited")
         .collect();
     assert_eq!(exited.len() as u64, enrolments);
+    assert_eq!(
+        households_digest(
+            exited
+                .iter()
+                .map(|m| m["data"]["household_id"].as_str().unwrap())
+        ),
+        preview["households_digest"].as_str().unwrap()
+    );
+
+    // A ShockEnded event ends the rules its shock triggered, before their end date.
+    let mut cyclone = rule.clone();
+    cyclone["id"] = json!("cyclone-topup");
+    cyclone["trigger"] = json!({"kind": "shock", "hazards": ["cyclone"], "areas": [district]});
+    draft_to_active(&registry, &cyclone, Value::Null).await;
+    let now = Micros(t0.0 + 95 * DAY);
+    let declared = dsr_synth::fixtures::event(
+        None,
+        None,
+        Micros(t0.0 + 10),
+        Payload::ShockDeclared(ShockDeclared {
+            shock_id: "CY-2026-02".into(),
+            hazard: dsr_core::codes::HazardType::Cyclone,
+            area_codes: vec![AreaCode::new(district.as_str())],
+            severity: dsr_core::codes::ShockSeverity::Extreme,
+            indicator_name: "wind_speed_kmh".into(),
+            indicator_value: 190.0,
+            starts_at: now,
+            expected_end: None,
+            declared_by: "Meteorological Department".into(),
+        }),
+    );
+    let (status, body) = post(api, &base, &[declared]).await;
+    assert_eq!(status, 202, "{body}");
+    wait_rule(approver, &base, "cyclone-topup", "active").await;
+    let topped = wait_for_messages(&receiver, "food-aid", "cyclone-topup", top_ups as usize).await;
+    assert_eq!(topped.len() as u64, top_ups);
+    let ended = dsr_synth::fixtures::event(
+        None,
+        None,
+        Micros(t0.0 + 20),
+        Payload::ShockEnded(ShockEnded {
+            shock_id: "CY-2026-02".into(),
+            ended_at: now,
+        }),
+    );
+    let (status, body) = post(api, &base, &[ended]).await;
+    assert_eq!(status, 202, "{body}");
+    let expired = wait_rule(approver, &base, "cyclone-topup", "expired").await;
+    let last = expired["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["why"], "shock CY-2026-02 ended", "{last}");
+    wait_for_messages(&receiver, "food-aid", "cyclone-topup", 2 * top_ups as usize).await;
+    let (status, shocks) = call(approver.get(format!("{base}/v1/shocks"))).await;
+    assert_eq!(status, 200);
+    let cy = shocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["shock"]["shock_id"] == "CY-2026-02")
+        .unwrap();
+    assert!(
+        cy["ended_at"].is_string() || cy["ended_at"].is_number(),
+        "{cy}"
+    );
+
+    // Revoking an active rule ends its grants at once, and needs a reason.
+    let mut revocable = horizontal.clone();
+    revocable["id"] = json!("revocable-enrolment");
+    draft_to_active(&registry, &revocable, json!({"reason": "landslide"})).await;
+    let entered = wait_for_messages(
+        &receiver,
+        "food-aid",
+        "revocable-enrolment",
+        enrolments as usize,
+    )
+    .await;
+    let (status, refused) = call(
+        approver
+            .post(format!(
+                "{base}/v1/scale-up/rules/revocable-enrolment/revoke"
+            ))
+            .json(&json!({"reason": ""})),
+    )
+    .await;
+    assert_eq!(status, 400, "a revocation needs a reason: {refused}");
+    let (status, revoked) = call(
+        approver
+            .post(format!(
+                "{base}/v1/scale-up/rules/revocable-enrolment/revoke"
+            ))
+            .json(&json!({"reason": "flood declared in error"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["state"], "revoked");
+    let all = wait_for_messages(
+        &receiver,
+        "food-aid",
+        "revocable-enrolment",
+        2 * entered.len(),
+    )
+    .await;
+    assert_eq!(
+        all.iter()
+            .filter(|m| m["type"] == "eligibility.exited")
+            .count(),
+        entered.len()
+    );
 
     // Every transition is in the audit log, with who and why.
     let auditor_key = register_client(
