@@ -390,9 +390,8 @@ pub async fn create_rule(
         (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
     ))]
 pub async fn get_rule(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
-    match service(&state).map(|s| s.rule(&id)) {
-        Ok(Ok(r)) => Json(RuleView::of(&r)).into_response(),
-        Ok(Err(e)) => failure(e),
+    match service(&state) {
+        Ok(s) => rule_answer(s.rule(&id)),
         Err(r) => r,
     }
 }
@@ -422,10 +421,7 @@ pub async fn edit_rule(
         Ok(r) => r,
         Err(r) => return r,
     };
-    match s.edit(&id, rule, &actor(&identity)) {
-        Ok(r) => Json(RuleView::of(&r)).into_response(),
-        Err(e) => failure(e),
-    }
+    rule_answer(s.edit(&id, rule, &actor(&identity)))
 }
 
 /// A hypothetical shock for a preview; omitted: a manual trigger over the rule's areas now.
@@ -536,11 +532,24 @@ pub struct Reason {
     shock_id: Option<String>,
 }
 
-fn reason(body: &[u8]) -> Result<Reason, Response> {
+/// The service and the approver's reason (an empty body: no reason).
+fn service_and_reason<'a>(
+    state: &'a ApiState,
+    body: &[u8],
+) -> Result<(&'a Arc<ScaleUp>, Reason), Response> {
+    let s = service(state)?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(Reason::default())
+        Ok((s, Reason::default()))
     } else {
-        json_body(body, "{\"reason\": \"…\"}")
+        Ok((s, json_body(body, "{\"reason\": \"…\"}")?))
+    }
+}
+
+/// A rule after an action, or what went wrong.
+fn rule_answer(result: Result<RuleRecord, ScaleUpError>) -> Response {
+    match result {
+        Ok(r) => Json(RuleView::of(&r)).into_response(),
+        Err(e) => failure(e),
     }
 }
 
@@ -560,14 +569,11 @@ pub async fn approve_rule(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (s, why) = match service(&state).and_then(|s| Ok((s, reason(&body)?))) {
+    let (s, why) = match service_and_reason(&state, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    match s.approve(&id, &actor(&identity), &why.reason) {
-        Ok(r) => Json(RuleView::of(&r)).into_response(),
-        Err(e) => failure(e),
-    }
+    rule_answer(s.approve(&id, &actor(&identity), &why.reason))
 }
 
 /// Arms an approved rule (approver): a matching shock event now triggers it.
@@ -583,9 +589,8 @@ pub async fn arm_rule(
     Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
 ) -> Response {
-    match service(&state).map(|s| s.arm(&id, &actor(&identity))) {
-        Ok(Ok(r)) => Json(RuleView::of(&r)).into_response(),
-        Ok(Err(e)) => failure(e),
+    match service(&state) {
+        Ok(s) => rule_answer(s.arm(&id, &actor(&identity))),
         Err(r) => r,
     }
 }
@@ -605,17 +610,14 @@ pub async fn trigger_rule(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (s, why) = match service(&state).and_then(|s| Ok((s, reason(&body)?))) {
+    let (s, why) = match service_and_reason(&state, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    match s
-        .trigger(&id, why.shock_id, &actor(&identity), &why.reason)
-        .await
-    {
-        Ok(r) => Json(RuleView::of(&r)).into_response(),
-        Err(e) => failure(e),
-    }
+    rule_answer(
+        s.trigger(&id, why.shock_id, &actor(&identity), &why.reason)
+            .await,
+    )
 }
 
 /// Revokes a rule (approver, with a reason); an active one's grants end at once and the
@@ -635,14 +637,11 @@ pub async fn revoke_rule(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (s, why) = match service(&state).and_then(|s| Ok((s, reason(&body)?))) {
+    let (s, why) = match service_and_reason(&state, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    match s.revoke(&id, &actor(&identity), &why.reason).await {
-        Ok(r) => Json(RuleView::of(&r)).into_response(),
-        Err(e) => failure(e),
-    }
+    rule_answer(s.revoke(&id, &actor(&identity), &why.reason).await)
 }
 
 /// The coordinator dashboard: one page; it signs in with an API key and calls the API above.

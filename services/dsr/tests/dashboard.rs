@@ -8,7 +8,6 @@
 
 mod support;
 
-use serde_json::Value;
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,18 +76,11 @@ async fn a_coordinator_and_an_approver_scale_up_from_the_dashboard() {
     }
 
     // What the browser did is what the registry holds.
-    let rule: Value = registry
-        .approver
-        .get(format!(
-            "{}/v1/scale-up/rules/browser-drought-topup",
-            registry.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rule = support::up::get_json(
+        &registry.approver,
+        format!("{}/v1/scale-up/rules/browser-drought-topup", registry.base),
+    )
+    .await;
     assert_eq!(rule["state"], "active", "{rule}");
     assert_eq!(rule["drafted_by"], "coordinator-amina");
     assert_eq!(rule["approved_by"], "approver-joseph");

@@ -324,14 +324,7 @@ pub async fn post_all_and_wait(client: &Api, base: &str, events: &[Event]) {
 
 /// The program `id` as `GET /v1/programs` shows it.
 pub async fn program_view(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    let programs: Value = client
-        .get(format!("{base}/v1/programs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let programs = get_json(client, format!("{base}/v1/programs")).await;
     programs["programs"]
         .as_array()
         .unwrap()
@@ -339,4 +332,15 @@ pub async fn program_view(client: &reqwest::Client, base: &str, id: &str) -> Val
         .find(|p| p["id"] == id)
         .cloned()
         .unwrap_or_else(|| panic!("no program {id} in {programs}"))
+}
+
+/// The JSON body of a GET that must succeed.
+pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    let response = client.get(&url).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
 }
