@@ -10,7 +10,7 @@ use dsr_core::scale_up::*;
 use dsr_core::{AreaCode, HouseholdId, Micros};
 use std::time::{Duration as Elapsed, Instant};
 
-fn candidates(n: usize) -> Vec<Candidate> {
+fn candidates(n: usize) -> Candidates {
     let villages: Vec<AreaCode> = (0..8)
         .flat_map(|r| {
             (0..12).flat_map(move |d| {

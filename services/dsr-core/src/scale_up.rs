@@ -422,6 +422,64 @@ impl Candidate {
     }
 }
 
+/// The households a plan chooses from, by column: the plan's passes over millions of
+/// households then read a few dense arrays (and match each distinct area once, not each
+/// household's), which is what makes a country-wide preview fast.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Candidates {
+    ids: Vec<HouseholdId>,
+    /// Index into `areas`.
+    area: Vec<u32>,
+    areas: Vec<AreaCode>,
+    area_index: HashMap<AreaCode, u32>,
+    score: Vec<f64>,
+    enrolled: Vec<bool>,
+    benefit: Vec<f64>,
+    version: Vec<u64>,
+    rule_version: Vec<u32>,
+}
+
+impl Candidates {
+    pub fn push(&mut self, c: Candidate) {
+        let next = self.areas.len() as u32;
+        let area = *self.area_index.entry(c.area.clone()).or_insert_with(|| {
+            self.areas.push(c.area);
+            next
+        });
+        self.ids.push(c.household_id);
+        self.area.push(area);
+        self.score.push(c.need_score);
+        self.enrolled.push(c.enrolled);
+        self.benefit.push(c.benefit);
+        self.version.push(c.household_version);
+        self.rule_version.push(c.rule_version);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+impl FromIterator<Candidate> for Candidates {
+    fn from_iter<I: IntoIterator<Item = Candidate>>(iter: I) -> Candidates {
+        let mut c = Candidates::default();
+        for x in iter {
+            c.push(x);
+        }
+        c
+    }
+}
+
+impl From<Vec<Candidate>> for Candidates {
+    fn from(v: Vec<Candidate>) -> Candidates {
+        v.into_iter().collect()
+    }
+}
+
 /// Top-up or temporary enrolment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -521,7 +579,7 @@ pub const MARGINAL_BAND: f64 = 5.0;
 pub fn plan(
     rule: &ScaleUpRule,
     shock: &Shock,
-    households: &[Candidate],
+    households: &Candidates,
     others: &[ActiveGrant<'_>],
 ) -> Plan {
     let starts_at = shock.starts_at;
@@ -551,29 +609,41 @@ pub fn plan(
         }
     }
     affected_areas.sort_by(|a, b| b.as_str().len().cmp(&a.as_str().len()).then(a.cmp(b)));
-    let area_of = |h: &AreaCode| affected_areas.iter().position(|a| h.is_within(a));
+    // Each distinct area of the households matched once.
+    let area_map: Vec<u32> = households
+        .areas
+        .iter()
+        .map(|h| {
+            affected_areas
+                .iter()
+                .position(|a| h.is_within(a))
+                .map_or(u32::MAX, |p| p as u32)
+        })
+        .collect();
+    let h = households;
 
     let kind = rule.kind();
     // Households work by index from here on: no hashing or string comparison per household
     // but for need-score ties and overlap.
     let mut totals = vec![AreaTotals::default(); affected_areas.len()];
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); affected_areas.len()];
-    let mut in_area: Vec<u32> = vec![u32::MAX; households.len()];
+    let mut in_area: Vec<u32> = vec![u32::MAX; h.len()];
     let mut affected = 0u64;
-    for (i, h) in households.iter().enumerate() {
-        if let Some(a) = area_of(&h.area) {
+    for (i, area) in h.area.iter().enumerate() {
+        let a = area_map[*area as usize];
+        if a != u32::MAX {
             affected += 1;
-            totals[a].households += 1;
-            members[a].push(i as u32);
-            in_area[i] = a as u32;
+            totals[a as usize].households += 1;
+            members[a as usize].push(i as u32);
+            in_area[i] = a;
         }
     }
     // Sorting by need compares precomputed keys; the households themselves (their ids) only
     // on an exact tie. Comparing through the indices instead costs a cache miss per comparison.
-    let id_of = |i: u32| &households[i as usize].household_id;
+    let id_of = |i: u32| &h.ids[i as usize];
 
     // Who qualifies: (area, household, monthly amount).
-    let mut qualifying: Vec<(u32, u32, f64)> = Vec::new();
+    let mut qualifying: Vec<(u32, u32, f64)> = Vec::with_capacity(h.len() / 2);
     for (a, list) in members.iter_mut().enumerate() {
         let a = a as u32;
         match &rule.mode {
@@ -582,9 +652,9 @@ pub fn plan(
                 multiplier,
             } => {
                 for &i in list.iter() {
-                    let h = &households[i as usize];
-                    let amount = extra_amount + h.benefit * (multiplier.unwrap_or(1.0) - 1.0);
-                    if h.enrolled && amount > 0.0 {
+                    let amount =
+                        extra_amount + h.benefit[i as usize] * (multiplier.unwrap_or(1.0) - 1.0);
+                    if h.enrolled[i as usize] && amount > 0.0 {
                         qualifying.push((a, i, amount));
                     }
                 }
@@ -592,8 +662,7 @@ pub fn plan(
             Mode::Horizontal { benefit, selection } => match selection {
                 Selection::MinNeedScore { threshold } => {
                     for &i in list.iter() {
-                        let h = &households[i as usize];
-                        if !h.enrolled && h.need_score >= *threshold {
+                        if !h.enrolled[i as usize] && h.score[i as usize] >= *threshold {
                             qualifying.push((a, i, *benefit));
                         }
                     }
@@ -601,14 +670,14 @@ pub fn plan(
                 Selection::TopPercent { percent } => {
                     let mut keyed: Vec<(u64, u32)> = list
                         .iter()
-                        .map(|&i| (need_key(households[i as usize].need_score), i))
+                        .map(|&i| (need_key(h.score[i as usize]), i))
                         .collect();
                     keyed.sort_unstable_by(|x, y| {
                         x.0.cmp(&y.0).then_with(|| id_of(x.1).cmp(id_of(y.1)))
                     });
                     let quota = ((keyed.len() as f64) * percent / 100.0).ceil() as usize;
                     for &(_, i) in keyed.iter().take(quota) {
-                        if !households[i as usize].enrolled {
+                        if !h.enrolled[i as usize] {
                             qualifying.push((a, i, *benefit));
                         }
                     }
@@ -630,7 +699,7 @@ pub fn plan(
     let mut overlap: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
     if !covered.is_empty() {
         qualifying.retain(|(_, i, _)| {
-            let Some(rules) = covered.get(&households[*i as usize].household_id) else {
+            let Some(rules) = covered.get(&h.ids[*i as usize]) else {
                 return true;
             };
             let stacked = rule.stacks && rules.iter().all(|(_, s)| *s);
@@ -645,18 +714,28 @@ pub fn plan(
     }
 
     // Priority order, then the caps.
-    let rank = |h: &Candidate| match &rule.priority {
-        Priority::HighestNeedFirst => 0,
-        Priority::AreasFirst { areas } => areas
-            .iter()
-            .position(|p| h.area.is_within(p))
-            .unwrap_or(areas.len()),
-    };
+    let area_rank: Vec<usize> = h
+        .areas
+        .iter()
+        .map(|area| match &rule.priority {
+            Priority::HighestNeedFirst => 0,
+            Priority::AreasFirst { areas } => areas
+                .iter()
+                .position(|p| area.is_within(p))
+                .unwrap_or(areas.len()),
+        })
+        .collect();
     let mut ordered: Vec<(usize, u64, u32, u32, f64)> = qualifying
         .into_iter()
         .map(|(a, i, amount)| {
-            let h = &households[i as usize];
-            (rank(h), need_key(h.need_score), a, i, amount)
+            let x = i as usize;
+            (
+                area_rank[h.area[x] as usize],
+                need_key(h.score[x]),
+                a,
+                i,
+                amount,
+            )
         })
         .collect();
     ordered.sort_unstable_by(|x, y| {
@@ -664,13 +743,13 @@ pub fn plan(
             .cmp(&(y.0, y.1))
             .then_with(|| id_of(x.3).cmp(id_of(y.3)))
     });
-    let mut selected = vec![false; households.len()];
-    let mut grants = Vec::new();
+    let mut selected = vec![false; h.len()];
+    let mut grants = Vec::with_capacity(ordered.len());
     let mut total_cost = 0.0;
     let mut capped = 0u64;
     let mut left_out: Vec<f64> = Vec::new();
     for (_, _, a, i, amount) in ordered {
-        let h = &households[i as usize];
+        let x = i as usize;
         let cost = amount * months;
         let t = &mut totals[a as usize];
         let over = rule
@@ -688,7 +767,7 @@ pub fn plan(
         if over {
             capped += 1;
             t.capped += 1;
-            left_out.push(h.need_score);
+            left_out.push(h.score[x]);
             continue;
         }
         total_cost += cost;
@@ -697,24 +776,25 @@ pub fn plan(
             GrantKind::TopUp => t.top_ups += 1,
             GrantKind::Enrolment => t.enrolments += 1,
         }
-        selected[i as usize] = true;
+        selected[x] = true;
         grants.push(Grant {
-            household_id: h.household_id.clone(),
+            household_id: h.ids[x].clone(),
             area: affected_areas[a as usize].clone(),
             kind,
             amount,
-            base_benefit: h.benefit,
-            household_version: h.household_version,
-            rule_version: h.rule_version,
+            base_benefit: h.benefit[x],
+            household_version: h.version[x],
+            rule_version: h.rule_version[x],
         });
     }
 
     // The margin: scores of those in and of those just out (below a threshold or capped).
-    let cut = households
+    let cut = h
+        .score
         .iter()
         .zip(&selected)
         .filter(|(_, s)| **s)
-        .map(|(h, _)| h.need_score)
+        .map(|(score, _)| *score)
         .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.min(s))));
     let marginal = match cut {
         None => Marginal {
@@ -725,13 +805,13 @@ pub fn plan(
         Some(cut) => {
             let mut just_in = 0u64;
             let mut below = 0u64;
-            for (i, h) in households.iter().enumerate() {
+            for (i, &score) in h.score.iter().enumerate() {
                 if selected[i] {
-                    just_in += u64::from(h.need_score < cut + MARGINAL_BAND);
+                    just_in += u64::from(score < cut + MARGINAL_BAND);
                 } else if in_area[i] != u32::MAX
-                    && h.enrolled == (kind == GrantKind::TopUp)
-                    && h.need_score < cut
-                    && h.need_score >= cut - MARGINAL_BAND
+                    && h.enrolled[i] == (kind == GrantKind::TopUp)
+                    && score < cut
+                    && score >= cut - MARGINAL_BAND
                 {
                     below += 1;
                 }

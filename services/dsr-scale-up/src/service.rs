@@ -14,8 +14,8 @@ use dsr_core::areas::AreaList;
 use dsr_core::event::Payload;
 use dsr_core::ids::ShockId;
 use dsr_core::scale_up::{
-    end_changes, plan, start_changes, ActiveGrant, Candidate, LifecycleError, Plan, RuleError,
-    RuleRecord, RuleState, ScaleUpRule, Shock,
+    end_changes, plan, start_changes, ActiveGrant, Candidate, Candidates, LifecycleError, Plan,
+    RuleError, RuleRecord, RuleState, ScaleUpRule, Shock,
 };
 use dsr_core::{EligibilityChange, Event, Micros};
 use dsr_log::{EventSink, GroupEvent, GroupMember, Log, LogError, Record};
@@ -290,7 +290,7 @@ impl ScaleUp {
         let program = rule.program.to_string();
         let store = self.store.clone();
         let candidates = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
+            let mut out = Candidates::default();
             store
                 .for_each_household(&mut |h| {
                     if let Some(c) = Candidate::of(&h, &program) {

@@ -122,7 +122,12 @@ fn vertical_tops_up_beneficiaries_of_the_affected_areas_only() {
         extra_amount: 50.0,
         multiplier: Some(1.5),
     });
-    let p = plan(&r, &shock(&["R01.D01", "R01.D02"], 8.0), &households(), &[]);
+    let p = plan(
+        &r,
+        &shock(&["R01.D01", "R01.D02"], 8.0),
+        &households().into(),
+        &[],
+    );
     assert_eq!(ids(&p), ["H1", "H4"]);
     assert_eq!(p.affected, 5);
     assert_eq!(p.top_ups, 2);
@@ -143,7 +148,7 @@ fn horizontal_enrols_non_beneficiaries_above_the_relaxed_threshold() {
         benefit: 100.0,
         selection: Selection::MinNeedScore { threshold: 60.0 },
     });
-    let p = plan(&r, &shock(&["R01"], 8.0), &households(), &[]);
+    let p = plan(&r, &shock(&["R01"], 8.0), &households().into(), &[]);
     assert_eq!(ids(&p), ["H2", "H3"]);
     assert_eq!(p.enrolments, 2);
     assert_eq!(p.marginal.cut, Some(62.0));
@@ -162,7 +167,12 @@ fn horizontal_top_percent_counts_beneficiaries_towards_each_areas_coverage() {
         benefit: 100.0,
         selection: Selection::TopPercent { percent: 50.0 },
     });
-    let p = plan(&r, &shock(&["R01.D01", "R01.D02"], 8.0), &households(), &[]);
+    let p = plan(
+        &r,
+        &shock(&["R01.D01", "R01.D02"], 8.0),
+        &households().into(),
+        &[],
+    );
     assert_eq!(ids(&p), ["H2"]);
 }
 
@@ -173,7 +183,7 @@ fn a_binding_cap_keeps_the_households_that_come_first() {
         selection: Selection::MinNeedScore { threshold: 0.0 },
     });
     r.caps.max_households = Some(2);
-    let p = plan(&r, &shock(&["R01"], 8.0), &households(), &[]);
+    let p = plan(&r, &shock(&["R01"], 8.0), &households().into(), &[]);
     assert_eq!(
         ids(&p),
         ["H2", "H3"],
@@ -186,7 +196,12 @@ fn a_binding_cap_keeps_the_households_that_come_first() {
         budget_per_area: Some(300.0),
         ..Caps::default()
     };
-    let p = plan(&r, &shock(&["R01.D01", "R01.D02"], 8.0), &households(), &[]);
+    let p = plan(
+        &r,
+        &shock(&["R01.D01", "R01.D02"], 8.0),
+        &households().into(),
+        &[],
+    );
     assert_eq!(ids(&p), ["H2", "H5"]);
     assert_eq!(p.per_area[&AreaCode::new("R01.D01")].capped, 1);
 
@@ -198,7 +213,7 @@ fn a_binding_cap_keeps_the_households_that_come_first() {
     r.priority = Priority::AreasFirst {
         areas: vec!["R01.D02".into()],
     };
-    let p = plan(&r, &shock(&["R01"], 8.0), &households(), &[]);
+    let p = plan(&r, &shock(&["R01"], 8.0), &households().into(), &[]);
     assert_eq!(ids(&p), ["H5"]);
     assert_eq!(p.capped, 2);
 }
@@ -214,7 +229,7 @@ fn overlapping_rules_do_not_top_up_twice_unless_both_stack() {
         stacks: false,
         household_id: &h1,
     }];
-    let p = plan(&r, &shock(&["R01"], 8.0), &households(), &others);
+    let p = plan(&r, &shock(&["R01"], 8.0), &households().into(), &others);
     assert_eq!(ids(&p), ["H4"]);
     assert_eq!(
         p.overlap,
@@ -236,7 +251,7 @@ fn overlapping_rules_do_not_top_up_twice_unless_both_stack() {
     let p = plan(
         &stacking,
         &shock(&["R01"], 8.0),
-        &households(),
+        &households().into(),
         &others_stacking,
     );
     assert_eq!(ids(&p), ["H1", "H4"]);
@@ -247,7 +262,12 @@ fn overlapping_rules_do_not_top_up_twice_unless_both_stack() {
         ..others[0].clone()
     }];
     assert_eq!(
-        ids(&plan(&r, &shock(&["R01"], 8.0), &households(), &elsewhere)),
+        ids(&plan(
+            &r,
+            &shock(&["R01"], 8.0),
+            &households().into(),
+            &elsewhere
+        )),
         ["H1", "H4"]
     );
 }
@@ -278,7 +298,7 @@ fn the_lifecycle_needs_a_second_person_to_approve() {
         .unwrap();
     assert!(rec.edit(rule(vertical()), "coordinator-a", T0).is_err());
     rec.arm("coordinator-a", T0).unwrap();
-    let p = plan(&rec.rule, &shock(&["R01"], 8.0), &households(), &[]);
+    let p = plan(&rec.rule, &shock(&["R01"], 8.0), &households().into(), &[]);
     rec.activate(&p, uuid::Uuid::from_u128(7), "dsr", "shock DR-2026-01", T0)
         .unwrap();
     assert!(!rec.due(Micros(T0.0 + 89 * DAY)));
@@ -318,7 +338,7 @@ fn start_and_end_notifications_are_marked_and_keep_their_ids() {
         rec.previewed("a", T0).unwrap();
         rec.approve("b", "ok", T0).unwrap();
         rec.arm("a", T0).unwrap();
-        let p = plan(rule, &shock(&["R01"], 8.0), &households(), &[]);
+        let p = plan(rule, &shock(&["R01"], 8.0), &households().into(), &[]);
         rec.activate(&p, uuid::Uuid::from_u128(7), "dsr", "shock", T0)
             .unwrap();
         let start = start_changes(rule, rec.activation.as_ref().unwrap());
@@ -435,14 +455,14 @@ proptest! {
             budget_per_area: per_area.map(f64::from),
         };
         let s = shock(&["R01.D00", "R01.D01"], 5.0);
-        let p = plan(&r, &s, &hs, &[]);
+        let p = plan(&r, &s, &hs.clone().into(), &[]);
         // Shuffle deterministically and plan again.
         let n = hs.len();
         for i in (1..n).rev() {
             let j = (seed.wrapping_mul(i as u64 + 1) >> 7) as usize % (i + 1);
             hs.swap(i, j);
         }
-        prop_assert_eq!(&plan(&r, &s, &hs, &[]), &p);
+        prop_assert_eq!(&plan(&r, &s, &hs.into(), &[]), &p);
         if let Some(m) = max { prop_assert!(p.grants.len() as u64 <= m); }
         if let Some(b) = budget { prop_assert!(p.total_cost <= f64::from(b) + 1e-6); }
         if let Some(b) = per_area {
