@@ -437,22 +437,52 @@ pub struct Candidates {
     benefit: Vec<f64>,
     version: Vec<u64>,
     rule_version: Vec<u32>,
+    /// False for a row kept in place for a household that is not a candidate now (dissolved,
+    /// or without a need score): a table kept up to date by household keeps its rows.
+    present: Vec<bool>,
 }
 
 impl Candidates {
     pub fn push(&mut self, c: Candidate) {
+        let i = self.len();
+        self.set(i, c, true);
+    }
+
+    fn area_index(&mut self, area: AreaCode) -> u32 {
         let next = self.areas.len() as u32;
-        let area = *self.area_index.entry(c.area.clone()).or_insert_with(|| {
-            self.areas.push(c.area);
+        *self.area_index.entry(area.clone()).or_insert_with(|| {
+            self.areas.push(area);
             next
-        });
-        self.ids.push(c.household_id);
-        self.area.push(area);
-        self.score.push(c.need_score);
-        self.enrolled.push(c.enrolled);
-        self.benefit.push(c.benefit);
-        self.version.push(c.household_version);
-        self.rule_version.push(c.rule_version);
+        })
+    }
+
+    /// Sets row `i` (`i == len()` appends one); `present: false` keeps the row out of plans.
+    pub fn set(&mut self, i: usize, c: Candidate, present: bool) {
+        let area = self.area_index(c.area);
+        if i == self.len() {
+            self.ids.push(c.household_id);
+            self.area.push(area);
+            self.score.push(c.need_score);
+            self.enrolled.push(c.enrolled);
+            self.benefit.push(c.benefit);
+            self.version.push(c.household_version);
+            self.rule_version.push(c.rule_version);
+            self.present.push(present);
+        } else {
+            self.ids[i] = c.household_id;
+            self.area[i] = area;
+            self.score[i] = c.need_score;
+            self.enrolled[i] = c.enrolled;
+            self.benefit[i] = c.benefit;
+            self.version[i] = c.household_version;
+            self.rule_version[i] = c.rule_version;
+            self.present[i] = present;
+        }
+    }
+
+    /// The household version row `i` holds.
+    pub fn version(&self, i: usize) -> Option<u64> {
+        self.version.get(i).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -631,7 +661,7 @@ pub fn plan(
     let mut affected = 0u64;
     for (i, area) in h.area.iter().enumerate() {
         let a = area_map[*area as usize];
-        if a != u32::MAX {
+        if a != u32::MAX && h.present[i] {
             affected += 1;
             totals[a as usize].households += 1;
             members[a as usize].push(i as u32);

@@ -12,9 +12,12 @@
 //!   (ShockDeclared / ShockEnded) and ends rules whose time is up; notifications go to the
 //!   program's eligibility topic, so they reach the program through its webhook, Kafka topic
 //!   or pull feed like any change.
+//! - [`table`]: every household as each program's plan sees it, in memory by column, loaded
+//!   once and kept current by the serving projector, so a preview does not scan the store.
 
 pub mod book;
 pub mod service;
+pub mod table;
 
 pub use book::{Book, BookError, RuleBook, ShockRecord};
 pub use service::{Clock, ScaleUp, ScaleUpError};

@@ -10,6 +10,7 @@
 //! offset after acting) finds its rules active already and does nothing.
 
 use crate::book::{BookError, RuleBook, ShockRecord};
+use crate::table::CandidateTable;
 use dsr_core::areas::AreaList;
 use dsr_core::event::Payload;
 use dsr_core::ids::ShockId;
@@ -86,6 +87,29 @@ pub struct ScaleUp {
     /// Notifications appended since start.
     pub sent: AtomicU64,
     sending: tokio::sync::Mutex<()>,
+    /// The households as plans see them, once loaded ([`ScaleUp::load_table`]); until then a
+    /// plan scans the serving store.
+    table: Arc<std::sync::RwLock<CandidateTable>>,
+    table_ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The grants of the active rules other than `rule_id`, for overlap.
+fn active_grants<'a>(book: &'a crate::book::Book, rule_id: &str) -> Vec<ActiveGrant<'a>> {
+    book.rules
+        .values()
+        .filter(|r| r.state == RuleState::Active && r.rule.id != rule_id)
+        .flat_map(|r| {
+            r.activation.iter().flat_map(move |a| {
+                a.grants.iter().map(move |g| ActiveGrant {
+                    rule_id: &r.rule.id,
+                    program: &r.rule.program,
+                    kind: g.kind,
+                    stacks: r.rule.stacks,
+                    household_id: &g.household_id,
+                })
+            })
+        })
+        .collect()
 }
 
 /// Notifications per append.
@@ -108,15 +132,46 @@ impl ScaleUp {
             book,
             store,
             areas,
-            programs,
             sink,
             codec,
             topics,
             clock,
             audit,
+            table: Arc::new(std::sync::RwLock::new(CandidateTable::new(&programs))),
+            table_ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            programs,
             sent: AtomicU64::new(0),
             sending: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Takes households the serving projector applied into the candidate table.
+    pub fn observe(&self, households: &[(dsr_core::Household, i64)]) {
+        let mut table = self.table.write().expect("candidate table lock");
+        for (h, _) in households {
+            table.apply(h);
+        }
+    }
+
+    /// Loads the candidate table with one scan of the serving store (the projector's updates
+    /// during the scan are kept: newer versions win). Plans use the table from then on.
+    pub async fn load_table(&self) -> Result<usize, ScaleUpError> {
+        let store = self.store.clone();
+        let table = Arc::clone(&self.table);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut n = 0usize;
+            store
+                .for_each_household(&mut |h| {
+                    table.write().expect("candidate table lock").apply(&h);
+                    n += 1;
+                })
+                .map(|()| n)
+        })
+        .await
+        .map_err(|e| ScaleUpError::Store(format!("the scan task failed: {e}")))?
+        .map_err(|e| ScaleUpError::Store(e.to_string()))?;
+        self.table_ready.store(true, Ordering::Release);
+        Ok(loaded)
     }
 
     pub fn now(&self) -> Micros {
@@ -287,6 +342,21 @@ impl ScaleUp {
     /// The plan of `rule` for `shock` over the registry as it is now, with the grants of the
     /// other active rules for overlap. The one computation behind previews and activations.
     pub async fn plan(&self, rule: &ScaleUpRule, shock: &Shock) -> Result<Plan, ScaleUpError> {
+        let book = self.book.snapshot();
+        let (rule, shock) = (rule.clone(), shock.clone());
+        if self.table_ready.load(Ordering::Acquire) {
+            let table = Arc::clone(&self.table);
+            return tokio::task::spawn_blocking(move || {
+                let others = active_grants(&book, &rule.id);
+                let table = table.read().expect("candidate table lock");
+                let none = Candidates::default();
+                let candidates = table.candidates(&rule.program).unwrap_or(&none);
+                plan(&rule, &shock, candidates, &others)
+            })
+            .await
+            .map_err(|e| ScaleUpError::Store(format!("the plan task failed: {e}")));
+        }
+        // Before the table is loaded: one scan of the serving store.
         let program = rule.program.to_string();
         let store = self.store.clone();
         let candidates = tokio::task::spawn_blocking(move || {
@@ -302,24 +372,8 @@ impl ScaleUp {
         .await
         .map_err(|e| ScaleUpError::Store(format!("the scan task failed: {e}")))?
         .map_err(|e| ScaleUpError::Store(e.to_string()))?;
-        let book = self.book.snapshot();
-        let others: Vec<ActiveGrant<'_>> = book
-            .rules
-            .values()
-            .filter(|r| r.state == RuleState::Active && r.rule.id != rule.id)
-            .flat_map(|r| {
-                r.activation.iter().flat_map(move |a| {
-                    a.grants.iter().map(move |g| ActiveGrant {
-                        rule_id: &r.rule.id,
-                        program: &r.rule.program,
-                        kind: g.kind,
-                        stacks: r.rule.stacks,
-                        household_id: &g.household_id,
-                    })
-                })
-            })
-            .collect();
-        Ok(plan(rule, shock, &candidates, &others))
+        let others = active_grants(&book, &rule.id);
+        Ok(plan(&rule, &shock, &candidates, &others))
     }
 
     /// Checks a hypothetical shock's areas against the master list.

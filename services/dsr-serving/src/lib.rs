@@ -12,5 +12,5 @@
 pub mod projector;
 pub mod store;
 
-pub use projector::{Progress, Projector};
+pub use projector::{Observer, Progress, Projector};
 pub use store::{Beneficiary, ServingError, ServingStore, Status, Version};

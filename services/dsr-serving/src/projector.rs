@@ -40,7 +40,13 @@ pub struct Projector<L: Log, C: Codec> {
     pub group: String,
     pub batch_size: usize,
     pub progress: Progress,
+    /// Told of every batch of households before it is applied (the scale-up service keeps its
+    /// candidate table current with it).
+    pub observer: Option<Observer>,
 }
+
+/// Sees each batch of households the projector applies.
+pub type Observer = Arc<dyn Fn(&[(dsr_core::Household, i64)]) + Send + Sync>;
 
 impl<L: Log, C: Codec> Projector<L, C> {
     /// Runs until `stop` resolves.
@@ -81,9 +87,15 @@ impl<L: Log, C: Codec> Projector<L, C> {
                 continue;
             }
             let store = self.store.clone();
-            let applied = tokio::task::spawn_blocking(move || store.apply(records))
-                .await
-                .map_err(|e| ServingError::Backend(format!("the store task failed: {e}")))??;
+            let observer = self.observer.clone();
+            let applied = tokio::task::spawn_blocking(move || {
+                if let Some(observe) = &observer {
+                    observe(&records);
+                }
+                store.apply(records)
+            })
+            .await
+            .map_err(|e| ServingError::Backend(format!("the store task failed: {e}")))??;
             self.progress
                 .applied
                 .fetch_add(applied.households_updated, Ordering::Relaxed);

@@ -399,7 +399,7 @@ impl UpConfig {
         };
         let store = ServingStore::open(self.data_dir.join("serving"), Arc::clone(&keyring))?;
         let serving = Progress::default();
-        let projector = Projector {
+        let mut projector = Projector {
             log: log.clone(),
             codec: codec(),
             store: store.clone(),
@@ -407,6 +407,7 @@ impl UpConfig {
             group: "dsr-serving".into(),
             batch_size: 5_000,
             progress: serving.clone(),
+            observer: None,
         };
         let serving_progress = serving.clone();
         let backlog = stage_backlog(
@@ -550,6 +551,10 @@ impl UpConfig {
                         }
                     }
                 }
+                // The candidate table: kept current by the projector from now on, loaded
+                // with one scan of the serving store in the background.
+                let observed = Arc::clone(&service);
+                projector.observer = Some(Arc::new(move |households| observed.observe(households)));
                 Some(service)
             }
         };
@@ -632,6 +637,21 @@ impl UpConfig {
             });
         }
         if let Some(scale_up) = scale_up {
+            {
+                let scale_up = Arc::clone(&scale_up);
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    match scale_up.load_table().await {
+                        Ok(n) => eprintln!(
+                            "dsr up: scale-up candidate table: {n} households loaded in {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        ),
+                        Err(e) => eprintln!(
+                            "dsr up: warning: the scale-up candidate table could not be loaded ({e}); previews scan the serving store"
+                        ),
+                    }
+                });
+            }
             let rx = stop_rx.clone();
             let log = log.clone();
             let area_events = RouterTopics::default().area_events;
