@@ -605,7 +605,8 @@ pub struct Plan {
 pub const MARGINAL_BAND: f64 = 5.0;
 
 /// Decides who gets what under `rule` for `shock` among `households`, given the grants of
-/// other active rules. Deterministic: the same inputs in any order give the same plan.
+/// other active rules. Deterministic: the same inputs in any order give the same plan (the
+/// same grants; in priority order when a cap binds, else in the households' order).
 pub fn plan(
     rule: &ScaleUpRule,
     shock: &Shock,
@@ -768,11 +769,31 @@ pub fn plan(
             )
         })
         .collect();
-    ordered.sort_unstable_by(|x, y| {
-        (x.0, x.1)
-            .cmp(&(y.0, y.1))
-            .then_with(|| id_of(x.3).cmp(id_of(y.3)))
-    });
+    // Order matters only when a cap binds; then the priority decides who is left out. When
+    // none can, every qualifying household gets its grant and the grants stay in area order.
+    let binds = {
+        let mut area_cost = vec![0.0; affected_areas.len()];
+        let mut total = 0.0;
+        for (_, _, a, _, amount) in &ordered {
+            area_cost[*a as usize] += amount * months;
+            total += amount * months;
+        }
+        rule.caps
+            .max_households
+            .is_some_and(|m| (ordered.len() as u64) > m)
+            || rule.caps.budget_total.is_some_and(|b| total > b + 1e-9)
+            || rule
+                .caps
+                .budget_per_area
+                .is_some_and(|b| area_cost.iter().any(|c| *c > b + 1e-9))
+    };
+    if binds {
+        ordered.sort_unstable_by(|x, y| {
+            (x.0, x.1)
+                .cmp(&(y.0, y.1))
+                .then_with(|| id_of(x.3).cmp(id_of(y.3)))
+        });
+    }
     let mut selected = vec![false; h.len()];
     let mut grants = Vec::with_capacity(ordered.len());
     let mut total_cost = 0.0;
