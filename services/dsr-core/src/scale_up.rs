@@ -703,10 +703,13 @@ pub fn plan(
                         .iter()
                         .map(|&i| (need_key(h.score[i as usize]), i))
                         .collect();
-                    keyed.sort_unstable_by(|x, y| {
-                        x.0.cmp(&y.0).then_with(|| id_of(x.1).cmp(id_of(y.1)))
-                    });
+                    // The neediest `quota` of the area, unordered (a selection, not a sort).
                     let quota = ((keyed.len() as f64) * percent / 100.0).ceil() as usize;
+                    if quota > 0 && quota < keyed.len() {
+                        keyed.select_nth_unstable_by(quota - 1, |x, y| {
+                            x.0.cmp(&y.0).then_with(|| id_of(x.1).cmp(id_of(y.1)))
+                        });
+                    }
                     for &(_, i) in keyed.iter().take(quota) {
                         if !h.enrolled[i as usize] {
                             qualifying.push((a, i, *benefit));
