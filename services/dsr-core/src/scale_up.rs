@@ -657,6 +657,14 @@ pub fn plan(
     // Households work by index from here on: no hashing or string comparison per household
     // but for need-score ties and overlap.
     let mut totals = vec![AreaTotals::default(); affected_areas.len()];
+    // Households grouped by area, for the one selection that needs them so (top X % per area).
+    let by_area = matches!(
+        rule.mode,
+        Mode::Horizontal {
+            selection: Selection::TopPercent { .. },
+            ..
+        }
+    );
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); affected_areas.len()];
     let mut in_area: Vec<u32> = vec![u32::MAX; h.len()];
     let mut affected = 0u64;
@@ -665,7 +673,9 @@ pub fn plan(
         if a != u32::MAX && h.present[i] {
             affected += 1;
             totals[a as usize].households += 1;
-            members[a as usize].push(i as u32);
+            if by_area {
+                members[a as usize].push(i as u32);
+            }
             in_area[i] = a;
         }
     }
@@ -675,48 +685,58 @@ pub fn plan(
 
     // Who qualifies: (area, household, monthly amount).
     let mut qualifying: Vec<(u32, u32, f64)> = Vec::with_capacity(h.len() / 2);
-    for (a, list) in members.iter_mut().enumerate() {
-        let a = a as u32;
-        match &rule.mode {
-            Mode::Vertical {
-                extra_amount,
-                multiplier,
-            } => {
-                for &i in list.iter() {
-                    let amount =
-                        extra_amount + h.benefit[i as usize] * (multiplier.unwrap_or(1.0) - 1.0);
-                    if h.enrolled[i as usize] && amount > 0.0 {
-                        qualifying.push((a, i, amount));
+    let affected_rows = || {
+        in_area
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| **a != u32::MAX)
+            .map(|(i, a)| (*a, i as u32))
+    };
+    match &rule.mode {
+        Mode::Vertical {
+            extra_amount,
+            multiplier,
+        } => {
+            for (a, i) in affected_rows() {
+                let amount =
+                    extra_amount + h.benefit[i as usize] * (multiplier.unwrap_or(1.0) - 1.0);
+                if h.enrolled[i as usize] && amount > 0.0 {
+                    qualifying.push((a, i, amount));
+                }
+            }
+        }
+        Mode::Horizontal {
+            benefit,
+            selection: Selection::MinNeedScore { threshold },
+        } => {
+            for (a, i) in affected_rows() {
+                if !h.enrolled[i as usize] && h.score[i as usize] >= *threshold {
+                    qualifying.push((a, i, *benefit));
+                }
+            }
+        }
+        Mode::Horizontal {
+            benefit,
+            selection: Selection::TopPercent { percent },
+        } => {
+            for (a, list) in members.iter().enumerate() {
+                let mut keyed: Vec<(u64, u32)> = list
+                    .iter()
+                    .map(|&i| (need_key(h.score[i as usize]), i))
+                    .collect();
+                // The neediest `quota` of the area, unordered (a selection, not a sort).
+                let quota = ((keyed.len() as f64) * percent / 100.0).ceil() as usize;
+                if quota > 0 && quota < keyed.len() {
+                    keyed.select_nth_unstable_by(quota - 1, |x, y| {
+                        x.0.cmp(&y.0).then_with(|| id_of(x.1).cmp(id_of(y.1)))
+                    });
+                }
+                for &(_, i) in keyed.iter().take(quota) {
+                    if !h.enrolled[i as usize] {
+                        qualifying.push((a as u32, i, *benefit));
                     }
                 }
             }
-            Mode::Horizontal { benefit, selection } => match selection {
-                Selection::MinNeedScore { threshold } => {
-                    for &i in list.iter() {
-                        if !h.enrolled[i as usize] && h.score[i as usize] >= *threshold {
-                            qualifying.push((a, i, *benefit));
-                        }
-                    }
-                }
-                Selection::TopPercent { percent } => {
-                    let mut keyed: Vec<(u64, u32)> = list
-                        .iter()
-                        .map(|&i| (need_key(h.score[i as usize]), i))
-                        .collect();
-                    // The neediest `quota` of the area, unordered (a selection, not a sort).
-                    let quota = ((keyed.len() as f64) * percent / 100.0).ceil() as usize;
-                    if quota > 0 && quota < keyed.len() {
-                        keyed.select_nth_unstable_by(quota - 1, |x, y| {
-                            x.0.cmp(&y.0).then_with(|| id_of(x.1).cmp(id_of(y.1)))
-                        });
-                    }
-                    for &(_, i) in keyed.iter().take(quota) {
-                        if !h.enrolled[i as usize] {
-                            qualifying.push((a, i, *benefit));
-                        }
-                    }
-                }
-            },
         }
     }
 
