@@ -61,7 +61,12 @@ string_id!(
 impl AreaCode {
     /// True when `self` is `ancestor` or lies inside it.
     pub fn is_within(&self, ancestor: &AreaCode) -> bool {
-        let (s, a) = (self.as_str(), ancestor.as_str());
+        self.is_within_str(ancestor.as_str())
+    }
+
+    /// [`AreaCode::is_within`] for an ancestor's code as text.
+    pub fn is_within_str(&self, a: &str) -> bool {
+        let s = self.as_str();
         s == a || (s.starts_with(a) && s.as_bytes().get(a.len()) == Some(&b'.'))
     }
 

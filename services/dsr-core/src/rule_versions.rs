@@ -8,7 +8,7 @@ use crate::eligibility::{input_for, ChangeKind, EvalError, Program, ProgramError
 use crate::facts::Facts;
 use crate::household::{Household, RECENT_EVENTS};
 use crate::ids::*;
-use crate::process::{decide_program, Cause, EligibilityChange};
+use crate::process::{decide_program, Cause, ChangeIdFrom, EligibilityChange};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -99,7 +99,7 @@ pub fn reevaluate(
             &mut inputs,
             (&h.household_id, version),
             &Cause {
-                change_id: rule_change_id(&activation.id, &h.household_id),
+                change_id: ChangeIdFrom::Fixed(rule_change_id(&activation.id, &h.household_id)),
                 caused_by: activation.id,
                 occurred_at: activation.at,
             },

@@ -258,7 +258,7 @@ impl PmtModel {
     fn area_adjustment(&self, h: &Household) -> f64 {
         self.area_adjustments
             .iter()
-            .filter(|(a, _)| h.area.is_within(&crate::ids::AreaCode(a.clone())))
+            .filter(|(a, _)| h.area.is_within_str(a))
             .map(|(_, v)| v)
             .sum()
     }

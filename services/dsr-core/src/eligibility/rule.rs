@@ -762,6 +762,10 @@ pub struct Input<'a> {
 
 const MAX_SLOTS: usize = 8;
 
+/// Why an evaluation failed, inside the interpreter: the message only, so results stay small
+/// on the hot path; [`Compiled::eval`] adds the rule's source.
+type Fail = &'static str;
+
 /// A bound member: the record and its age (from `Facts::ages`).
 type Bound<'a> = (&'a Member, u32);
 
@@ -780,6 +784,7 @@ impl Compiled {
             return Err(self.err("more than 8 nested exists/all/filter"));
         }
         self.node(&self.node, &mut env)
+            .map_err(|message| self.err(message))
     }
 
     fn err(&self, message: &'static str) -> EvalError {
@@ -789,7 +794,7 @@ impl Compiled {
         }
     }
 
-    fn node<'a>(&'a self, n: &'a Node, env: &mut Env<'a>) -> Result<Value<'a>, EvalError> {
+    fn node<'a>(&'a self, n: &'a Node, env: &mut Env<'a>) -> Result<Value<'a>, Fail> {
         use Value as V;
         Ok(match n {
             Node::Bool(b) => V::Bool(*b),
@@ -799,14 +804,11 @@ impl Compiled {
             Node::Household(f) => household_field(*f, env.input),
             Node::Member(slot, f) => match env.slots[*slot] {
                 Some((m, age)) => member_field(*f, m, age),
-                None => return Err(self.err("member variable used outside its loop")),
+                None => return Err("member variable used outside its loop"),
             },
             Node::Not(a) => V::Bool(!self.bool(a, env)?),
             Node::Neg(a) => match self.node(a, env)? {
-                V::Int(i) => V::Int(
-                    i.checked_neg()
-                        .ok_or_else(|| self.err("integer overflow"))?,
-                ),
+                V::Int(i) => V::Int(i.checked_neg().ok_or_else(|| "integer overflow")?),
                 V::Double(d) => V::Double(-d),
                 v => v,
             },
@@ -847,7 +849,7 @@ impl Compiled {
                         ArithOp::Div => x.checked_div(y),
                         ArithOp::Rem => x.checked_rem(y),
                     }
-                    .ok_or_else(|| self.err("integer division by zero or overflow"))?,
+                    .ok_or_else(|| "integer division by zero or overflow")?,
                 ),
                 (V::Double(x), V::Double(y)) => V::Double(match op {
                     ArithOp::Add => x + y,
@@ -856,7 +858,7 @@ impl Compiled {
                     ArithOp::Div => x / y,
                     ArithOp::Rem => x % y,
                 }),
-                _ => return Err(self.err("arithmetic on mixed types")),
+                _ => return Err("arithmetic on mixed types"),
             },
             Node::ToDouble(a) => match self.node(a, env)? {
                 V::Int(i) => V::Double(i as f64),
@@ -864,7 +866,7 @@ impl Compiled {
             },
             Node::ToInt(a) => match self.node(a, env)? {
                 V::Double(d) if d.is_finite() && d.abs() < 9.2e18 => V::Int(d.trunc() as i64),
-                V::Double(_) => return Err(self.err("double out of int range")),
+                V::Double(_) => return Err("double out of int range"),
                 v => v,
             },
             Node::Quant(q, list, slot, pred) => {
@@ -918,15 +920,15 @@ impl Compiled {
                     StrFn::EndsWith => s.ends_with(t),
                     StrFn::Contains => s.contains(t),
                 }),
-                _ => return Err(self.err("string function on a non-string")),
+                _ => return Err("string function on a non-string"),
             },
         })
     }
 
-    fn bool<'a>(&'a self, n: &'a Node, env: &mut Env<'a>) -> Result<bool, EvalError> {
+    fn bool<'a>(&'a self, n: &'a Node, env: &mut Env<'a>) -> Result<bool, Fail> {
         match self.node(n, env)? {
             Value::Bool(b) => Ok(b),
-            _ => Err(self.err("expected a bool")),
+            _ => Err("expected a bool"),
         }
     }
 
@@ -936,8 +938,8 @@ impl Compiled {
         &'a self,
         list: &'a ListNode,
         env: &mut Env<'a>,
-        f: &mut dyn FnMut(&'a Self, &mut Env<'a>, Bound<'a>) -> Result<bool, EvalError>,
-    ) -> Result<bool, EvalError> {
+        f: &mut dyn FnMut(&'a Self, &mut Env<'a>, Bound<'a>) -> Result<bool, Fail>,
+    ) -> Result<bool, Fail> {
         match list {
             ListNode::Members => {
                 let input = env.input;
