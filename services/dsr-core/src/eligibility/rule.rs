@@ -808,7 +808,7 @@ impl Compiled {
             },
             Node::Not(a) => V::Bool(!self.bool(a, env)?),
             Node::Neg(a) => match self.node(a, env)? {
-                V::Int(i) => V::Int(i.checked_neg().ok_or_else(|| "integer overflow")?),
+                V::Int(i) => V::Int(i.checked_neg().ok_or("integer overflow")?),
                 V::Double(d) => V::Double(-d),
                 v => v,
             },
@@ -849,7 +849,7 @@ impl Compiled {
                         ArithOp::Div => x.checked_div(y),
                         ArithOp::Rem => x.checked_rem(y),
                     }
-                    .ok_or_else(|| "integer division by zero or overflow")?,
+                    .ok_or("integer division by zero or overflow")?,
                 ),
                 (V::Double(x), V::Double(y)) => V::Double(match op {
                     ArithOp::Add => x + y,
