@@ -181,8 +181,7 @@ pub struct ProgramStatus {
     pub rule_version: u32,
     pub eligible: bool,
     pub benefit: f64,
-    /// The rule's inputs as they were when this status was first evaluated or last changed,
-    /// so the next change can say which moved since.
+    /// The rule's inputs as they were, to say which changed.
     pub inputs: Vec<crate::eligibility::InputValue>,
 }
 

@@ -177,10 +177,10 @@ pub(crate) enum ChangeIdFrom {
 /// record) and updates its status in place: the one decision both event processing and a rule
 /// activation make. Returns the change, if any; on error the status is left as it was.
 ///
-/// A status keeps the rule's inputs as they were when it was first evaluated or last changed
-/// (entered, changed, exited), so a change's reasons say what moved since the household's
-/// status last moved. An unchanged decision therefore reads no inputs: most events change
-/// nothing for most programs, and collecting inputs was a sixth of the per-event cost.
+/// The status keeps the rule's inputs as they are now, a function of the household alone:
+/// keeping them only when the status changes would be cheaper (a sixth of the per-event cost)
+/// but would make the stored record depend on the order in which a household's own events
+/// and the joins from other households arrived, which legitimately varies.
 pub(crate) fn decide_program(
     statuses: &mut Vec<ProgramStatus>,
     p: &Program,
@@ -196,13 +196,6 @@ pub(crate) fn decide_program(
         previous.map(|s| (s.eligible, s.benefit)),
         (eligible, benefit),
     );
-    if let (ChangeKind::Unchanged, Some(i)) = (kind, index) {
-        let s = &mut statuses[i];
-        s.eligible = eligible;
-        s.benefit = benefit;
-        s.rule_version = p.rule_version;
-        return Ok(None);
-    }
     inputs.clear();
     p.inputs_into(input, inputs);
     let change = (kind != ChangeKind::Unchanged).then(|| EligibilityChange {

@@ -61,7 +61,10 @@ impl DeadLetters {
     pub fn open(dir: &Path, keyring: Arc<Keyring>) -> Result<DeadLetters, DeadLetterError> {
         let db = Database::builder(dir).open().map_err(store)?;
         let letters = db
-            .keyspace("dead-letters", KeyspaceCreateOptions::default)
+            .keyspace("dead-letters", || {
+                // Few records: a small memtable (fjall's default is 64 MiB).
+                KeyspaceCreateOptions::default().max_memtable_size(2 * 1024 * 1024)
+            })
             .map_err(store)?;
         Ok(DeadLetters {
             db,

@@ -167,6 +167,9 @@ pub struct HouseholdProcessor<L: Log, C: Codec> {
     /// At most this many events wait per unknown household before the oldest is
     /// dead-lettered ([`crate::task::MAX_PARKED_PER_HOUSEHOLD`] by default).
     pub max_parked_per_household: usize,
+    /// Household records each partition's task keeps in memory
+    /// ([`crate::task::DEFAULT_CACHE_CAPACITY`] by default).
+    pub cache_households: usize,
     /// Events processed so far (for progress displays and tests; counts re-processing too).
     pub progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -260,7 +263,8 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
             stats.restored += restored;
         }
         let task = HouseholdTask::new(state, self.model.clone(), self.programs.clone())?
-            .with_max_parked(self.max_parked_per_household);
+            .with_max_parked(self.max_parked_per_household)
+            .with_cache_capacity(self.cache_households);
         let mut fences = HashMap::new();
         let mut exclusive = vec![
             self.topics.changelog.clone(),

@@ -142,8 +142,10 @@ pub struct HouseholdTask<S: PartitionState> {
     max_parked: usize,
 }
 
-/// Records cached per task by default (~2 KB each).
-pub const DEFAULT_CACHE_CAPACITY: usize = 200_000;
+/// Records cached per task by default (~2 KB each, so ~20 MB per partition). Memory, not
+/// speed, sets it: a registry of millions of households cannot keep them all in memory, and
+/// the store holds every one (a miss costs one read, decryption and decoding).
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
 impl<S: PartitionState> HouseholdTask<S> {
     /// A task for `state` deciding `programs`, except where the partition has met a newer
@@ -175,6 +177,13 @@ impl<S: PartitionState> HouseholdTask<S> {
             with_parked,
             max_parked: MAX_PARKED_PER_HOUSEHOLD,
         })
+    }
+
+    /// Keeps at most `n` household records in memory (at least one batch's worth is held
+    /// while a batch is processed, whatever `n` is).
+    pub fn with_cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = n;
+        self
     }
 
     /// At most `n` events wait per household; beyond it the oldest goes to the dead-letter
@@ -555,8 +564,17 @@ impl<S: PartitionState> HouseholdTask<S> {
         })?;
         self.next_offset = batch.next_offset;
         // Only now, with the batch on disk, does the cache take its records.
-        if self.cache.len() + batch.changed.len() > self.cache_capacity {
-            self.cache.clear();
+        let room = self.cache_capacity.saturating_sub(batch.changed.len());
+        if self.cache.len() > room {
+            // Evict arbitrary records (the map's order has nothing to do with which
+            // households get events), a tenth more than needed so that this does not run on
+            // every batch. Emptying the whole cache made every household a miss at once.
+            let keep = room - room / 10;
+            let mut kept = 0;
+            self.cache.retain(|_, _| {
+                kept += 1;
+                kept <= keep
+            });
         }
         for hid in &batch.parked_dirty {
             match batch.parked.get(hid) {

@@ -625,6 +625,7 @@ impl<L: FixtureLog> Fixture<L> {
             group: group.into(),
             batch_size: 2_000,
             max_parked_per_household: crate::task::MAX_PARKED_PER_HOUSEHOLD,
+            cache_households: crate::task::DEFAULT_CACHE_CAPACITY,
             progress: Default::default(),
         }
     }

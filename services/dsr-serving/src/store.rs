@@ -38,6 +38,14 @@ pub enum ServingError {
     Corrupt { what: String, message: String },
 }
 
+/// Each keyspace's memtable (fjall's default is 64 MiB each, with no limit on their sum: six
+/// keyspaces held hundreds of MB that grew with the registry). Set when a keyspace is created.
+pub const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+}
+
 fn backend(e: fjall::Error) -> ServingError {
     ServingError::Backend(e.to_string())
 }
@@ -170,7 +178,7 @@ impl ServingStore {
             message: e.to_string(),
         };
         let db = Database::builder(dir).open().map_err(open_err)?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let ks = |name: &str| db.keyspace(name, keyspace_options);
         Ok(ServingStore {
             households: ks("households").map_err(open_err)?,
             history: ks("history").map_err(open_err)?,
@@ -245,7 +253,6 @@ impl ServingStore {
                     latest.insert(previous.household_id.clone(), previous.clone());
                     continue;
                 }
-                self.unindex(&mut batch, previous);
             }
             let hk = self.hk(&household.household_id);
             let encoded =
@@ -260,7 +267,7 @@ impl ServingStore {
             version.extend_from_slice(&written_at_ms.to_be_bytes());
             version.extend_from_slice(&self.seal(&self.history, &version_key, &encoded));
             batch.insert(&self.history, version_key, version);
-            self.index(&mut batch, &household);
+            self.reindex(&mut batch, previous.as_ref(), &household);
             applied.households_updated += 1;
             latest.insert(household.household_id.clone(), household);
         }
@@ -291,53 +298,89 @@ impl ServingStore {
         [&score_bits(score)[..], &self.hk(&h.household_id)].concat()
     }
 
-    fn index(&self, batch: &mut fjall::OwnedWriteBatch, h: &Household) {
+    /// Brings the lookups from `previous` (if any) to `h`, writing only the entries that
+    /// differ: most events change a household's income and score, not its members, area or
+    /// statuses, and removing and re-sealing every entry (with a read per member to check who
+    /// the person points at) made this the slowest stage of `dsr up`.
+    fn reindex(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        previous: Option<&Household>,
+        h: &Household,
+    ) {
+        let staying = |m: &dsr_core::Member| !h.dissolved && h.member(&m.person_id).is_some();
+        if let Some(p) = previous {
+            for m in &p.members {
+                // A person who left is removed only if they still point here (they may have
+                // moved to a household processed earlier; that household's entry wins).
+                if staying(m) {
+                    continue;
+                }
+                if let Ok(Some(current)) = self.household_of(&m.person_id) {
+                    if current == p.household_id {
+                        batch.remove(&self.persons, self.pk(&m.person_id));
+                    }
+                }
+            }
+        }
         if !h.dissolved {
+            // Written for every member, staying or not: a person who moved away and back
+            // between two records this store saw must point here again.
             for m in &h.members {
                 let pk = self.pk(&m.person_id);
                 let value = self.seal(&self.persons, &pk, h.household_id.as_str().as_bytes());
                 batch.insert(&self.persons, pk, value);
             }
         }
-        let (k, v) = self.index_entry(&self.by_area, self.area_key(h), h);
-        batch.insert(&self.by_area, k, v);
-        for p in &h.programs {
-            let status = if p.eligible {
+        if previous.is_none_or(|p| p.area != h.area) {
+            if let Some(p) = previous {
+                batch.remove(&self.by_area, self.area_key(p));
+            }
+            let (k, v) = self.index_entry(&self.by_area, self.area_key(h), h);
+            batch.insert(&self.by_area, k, v);
+        }
+        let status = |eligible: bool| {
+            if eligible {
                 Status::Eligible
             } else {
                 Status::NotEligible
-            };
-            let (k, v) = self.index_entry(
-                &self.by_status,
-                self.status_key(&p.program_id, status, h),
-                h,
-            );
-            batch.insert(&self.by_status, k, v);
-        }
-        if let Some(score) = &h.need_score {
-            let (k, v) = self.index_entry(&self.by_score, self.score_key(score.score, h), h);
-            batch.insert(&self.by_score, k, v);
-        }
-    }
-
-    fn unindex(&self, batch: &mut fjall::OwnedWriteBatch, h: &Household) {
-        for m in &h.members {
-            // Only if the person still points here (they may have moved to a household
-            // processed earlier in this batch; that household's entry wins).
-            if let Ok(Some(current)) = self.household_of(&m.person_id) {
-                if current == h.household_id {
-                    batch.remove(&self.persons, self.pk(&m.person_id));
+            }
+        };
+        if let Some(p) = previous {
+            for old in &p.programs {
+                let same = h
+                    .programs
+                    .iter()
+                    .any(|s| s.program_id == old.program_id && s.eligible == old.eligible);
+                if !same {
+                    for st in [Status::Eligible, Status::NotEligible] {
+                        batch.remove(&self.by_status, self.status_key(&old.program_id, st, p));
+                    }
                 }
             }
         }
-        batch.remove(&self.by_area, self.area_key(h));
-        for p in &h.programs {
-            for status in [Status::Eligible, Status::NotEligible] {
-                batch.remove(&self.by_status, self.status_key(&p.program_id, status, h));
+        for s in &h.programs {
+            let same = previous.is_some_and(|p| {
+                p.programs
+                    .iter()
+                    .any(|o| o.program_id == s.program_id && o.eligible == s.eligible)
+            });
+            if !same {
+                let key = self.status_key(&s.program_id, status(s.eligible), h);
+                let (k, v) = self.index_entry(&self.by_status, key, h);
+                batch.insert(&self.by_status, k, v);
             }
         }
-        if let Some(score) = &h.need_score {
-            batch.remove(&self.by_score, self.score_key(score.score, h));
+        let old_score = previous.and_then(|p| p.need_score.as_ref().map(|s| s.score));
+        let new_score = h.need_score.as_ref().map(|s| s.score);
+        if previous.is_none() || old_score.map(f64::to_bits) != new_score.map(f64::to_bits) {
+            if let (Some(p), Some(old)) = (previous, old_score) {
+                batch.remove(&self.by_score, self.score_key(old, p));
+            }
+            if let Some(new) = new_score {
+                let (k, v) = self.index_entry(&self.by_score, self.score_key(new, h), h);
+                batch.insert(&self.by_score, k, v);
+            }
         }
     }
 

@@ -49,9 +49,7 @@ impl FjallState {
             message: e.to_string(),
         };
         let db = Database::builder(dir).open().map_err(open_err)?;
-        let meta = db
-            .keyspace("meta", KeyspaceCreateOptions::default)
-            .map_err(open_err)?;
+        let meta = db.keyspace("meta", keyspace_options).map_err(open_err)?;
         Ok(FjallState {
             db,
             meta,
@@ -88,7 +86,7 @@ impl FjallState {
                 .or_else(|| name.strip_prefix("parked-p"))
                 .and_then(|p| p.parse::<u32>().ok());
             if let Some(partition) = partition {
-                if let Ok(ks) = self.db.keyspace(name, KeyspaceCreateOptions::default) {
+                if let Ok(ks) = self.db.keyspace(name, keyspace_options) {
                     out.push((partition, ks));
                 }
             }
@@ -158,17 +156,11 @@ impl FjallState {
     pub fn partition(&self, partition: u32) -> Result<FjallPartition, StoreError> {
         let households = self
             .db
-            .keyspace(
-                &format!("households-p{partition}"),
-                KeyspaceCreateOptions::default,
-            )
+            .keyspace(&format!("households-p{partition}"), keyspace_options)
             .map_err(backend)?;
         let parked = self
             .db
-            .keyspace(
-                &format!("parked-p{partition}"),
-                KeyspaceCreateOptions::default,
-            )
+            .keyspace(&format!("parked-p{partition}"), keyspace_options)
             .map_err(backend)?;
         Ok(FjallPartition {
             keyring: Arc::clone(&self.keyring),
@@ -194,6 +186,14 @@ pub struct FjallPartition {
     households: Keyspace,
     parked: Keyspace,
     partition: u32,
+}
+
+/// Each keyspace's memtable (two keyspaces per partition; fjall's default is 64 MiB each, with
+/// no limit on their sum, which grew with the registry). Set when a keyspace is created.
+pub const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
 }
 
 fn backend(e: fjall::Error) -> StoreError {

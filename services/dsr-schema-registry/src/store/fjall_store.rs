@@ -44,8 +44,11 @@ impl FjallStore {
         };
         let db = Database::builder(dir).open().map_err(open_err)?;
         let keyspace = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(open_err)
+            db.keyspace(name, || {
+                // Few records: a small memtable (fjall's default is 64 MiB).
+                KeyspaceCreateOptions::default().max_memtable_size(2 * 1024 * 1024)
+            })
+            .map_err(open_err)
         };
         let schemas = keyspace("schemas")?;
         let versions = keyspace("versions")?;

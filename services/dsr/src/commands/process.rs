@@ -37,6 +37,10 @@ pub struct Process {
     /// registration arrives); beyond it the oldest goes to the dead-letter topic.
     #[arg(long, default_value_t = dsr_pipeline::task::MAX_PARKED_PER_HOUSEHOLD)]
     max_parked_per_household: usize,
+    /// Household records each partition's processor keeps in memory (about 2 KB each). More
+    /// is faster when most households get events, less keeps memory down.
+    #[arg(long, env = "DSR_CACHE_HOUSEHOLDS", default_value_t = dsr_pipeline::task::DEFAULT_CACHE_CAPACITY)]
+    cache_households: usize,
     /// Where the data keys that seal the state at rest are kept (`data-keys.json`, and the
     /// generated key-encryption key when neither DSR_KEK nor --kek-file gives one).
     #[arg(long, default_value = "dsr-data/security")]
@@ -80,6 +84,7 @@ impl Process {
                 group: self.group.clone(),
                 batch_size: self.batch_size,
                 max_parked_per_household: self.max_parked_per_household,
+                cache_households: self.cache_households,
                 progress: Default::default(),
             };
             eprintln!(

@@ -53,6 +53,11 @@ pub struct Up {
     /// seconds [default: 3600].
     #[arg(long, env = "DSR_MAX_WAIT_SECONDS")]
     pub max_wait_seconds: Option<u64>,
+    /// Household records each partition's processor keeps in memory (about 2 KB each; 12
+    /// partitions) [default: 10000]. More is faster when most households get events, less
+    /// keeps memory down; the store on disk holds every household either way.
+    #[arg(long, env = "DSR_CACHE_HOUSEHOLDS")]
+    pub cache_households: Option<usize>,
     /// A file holding the key-encryption key (64 hex digits) that wraps the data keys sealing
     /// personal data at rest. `DSR_KEK` (the key itself) wins over it; without either, dsr
     /// generates one in DATA_DIR/security/kek.key (fine on a laptop, not in production).
@@ -85,6 +90,7 @@ struct ConfigFile {
     model: Option<PathBuf>,
     batch_size: Option<usize>,
     max_wait_seconds: Option<u64>,
+    cache_households: Option<usize>,
     kek_file: Option<PathBuf>,
     webhook_ca_file: Option<PathBuf>,
     areas: Option<PathBuf>,
@@ -101,6 +107,7 @@ pub struct UpConfig {
     pub model: Option<PathBuf>,
     pub batch_size: usize,
     pub max_wait_seconds: u64,
+    pub cache_households: usize,
     pub kek_file: Option<PathBuf>,
     pub webhook_ca_file: Option<PathBuf>,
     pub areas: Option<PathBuf>,
@@ -119,7 +126,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, kek_file, webhook_ca_file, areas, scale_up_rules",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, cache_households, kek_file, webhook_ca_file, areas, scale_up_rules",
                         path.display()
                     )
                 })?
@@ -148,6 +155,10 @@ impl Up {
                 .max_wait_seconds
                 .or(file.max_wait_seconds)
                 .unwrap_or(3600),
+            cache_households: self
+                .cache_households
+                .or(file.cache_households)
+                .unwrap_or(dsr_pipeline::task::DEFAULT_CACHE_CAPACITY),
             kek_file: self.kek_file.or(file.kek_file),
             webhook_ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
             areas: self.areas.or(file.areas),
@@ -395,6 +406,7 @@ impl UpConfig {
             group: "dsr-household-processor".into(),
             batch_size: self.batch_size,
             max_parked_per_household: dsr_pipeline::task::MAX_PARKED_PER_HOUSEHOLD,
+            cache_households: self.cache_households,
             progress: Default::default(),
         };
         let store = ServingStore::open(self.data_dir.join("serving"), Arc::clone(&keyring))?;
@@ -805,6 +817,7 @@ mod tests {
             model: None,
             batch_size: None,
             max_wait_seconds: None,
+            cache_households: None,
             kek_file: None,
             webhook_ca_file: None,
             areas: None,

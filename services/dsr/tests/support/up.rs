@@ -146,8 +146,10 @@ pub fn start_with(data: &Path, flags: &[&str]) -> Up {
 }
 
 /// Starts `dsr up` on `data` with extra flags and environment variables.
+/// `DSR_BIN` runs another build instead of this one (a benchmark's same-run baseline).
 pub fn start_with_env(data: &Path, flags: &[&str], env: &[(&str, &str)]) -> Up {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dsr"))
+    let binary = std::env::var_os("DSR_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_dsr").into());
+    let mut child = Command::new(binary)
         .args(["up", "--listen", "127.0.0.1:0"])
         .args(flags)
         .envs(env.iter().copied())
