@@ -448,6 +448,10 @@ impl Log for KafkaLog {
         Ok(self.watermarks(partition).await?.1)
     }
 
+    async fn offsets(&self, partition: &TopicPartition) -> Result<(Offset, Offset), LogError> {
+        self.watermarks(partition).await
+    }
+
     fn reader(&self) -> Result<KafkaReader, LogError> {
         KafkaReader::new(&self.config)
     }

@@ -269,6 +269,20 @@ pub trait Log: Send + Sync {
         partition: &TopicPartition,
     ) -> impl Future<Output = Result<Offset, LogError>> + Send;
 
+    /// `(beginning_offset, end_offset)` in one go: on Kafka both come from one request, and a
+    /// partition take-over asks it of every output partition it fences.
+    fn offsets(
+        &self,
+        partition: &TopicPartition,
+    ) -> impl Future<Output = Result<(Offset, Offset), LogError>> + Send {
+        async move {
+            Ok((
+                self.beginning_offset(partition).await?,
+                self.end_offset(partition).await?,
+            ))
+        }
+    }
+
     /// A reader of single partitions, outside any consumer group.
     fn reader(&self) -> Result<Self::Reader, LogError>;
 

@@ -11,7 +11,8 @@
 //!    fences, synced state commit, group commit) until every event and derived event is done.
 //!
 //! Both read the same records from the beginning. Prints events/s for each and the ratio.
-//! `DSR_BENCH_HOUSEHOLDS` sets the population (default 20,000: ~127k events).
+//! `DSR_BENCH_HOUSEHOLDS` sets the population (default 20,000: ~123k events); `DSR_BENCH_BATCH`
+//! the records per poll batch of both (default `dsr process`'s, `KAFKA_BATCH_SIZE`).
 
 use dsr_pipeline::testing::{population, KafkaFixture};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -61,7 +62,8 @@ async fn run() {
     );
 
     let state = tempfile::tempdir().expect("a temp dir");
-    let processor = fx.processor(state.path(), "bench-pipeline");
+    let mut processor = fx.processor(state.path(), "bench-pipeline");
+    processor.batch_size = batch_size();
     let progress = processor.progress.clone();
     let started = Instant::now();
     // Every event once; derived events (receiving sides of moves) come on top and are work the
@@ -89,6 +91,14 @@ async fn run() {
 
 /// Seconds for a group member to read `n` records of `dsr.household-events` and write each to
 /// another topic, acknowledged, with offsets committed.
+/// Records per poll batch, for both measurements (`DSR_BENCH_BATCH`, default: `dsr process`'s).
+fn batch_size() -> usize {
+    std::env::var("DSR_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(dsr_pipeline::runner::KAFKA_BATCH_SIZE)
+}
+
 async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
     let admin: AdminClient<_> = fx
         .config()
@@ -117,7 +127,7 @@ async fn raw_consume_produce(fx: &KafkaFixture, n: u64) -> f64 {
         let mut pending = Vec::new();
         let mut next: std::collections::BTreeMap<i32, i64> = Default::default();
         // Drain what is fetched, up to a batch, like the processor's poll.
-        for _ in 0..2_000 {
+        for _ in 0..batch_size() {
             match consumer.poll(Duration::from_millis(if pending.is_empty() {
                 100
             } else {

@@ -113,8 +113,10 @@ pub async fn activations<L: Log, C: Codec>(
     use dsr_log::PartitionReader;
     let mut out = BTreeMap::new();
     let tp = TopicPartition::new(topic, 0);
-    let end = log.end_offset(&tp).await?;
-    let mut from = log.beginning_offset(&tp).await?;
+    let (mut from, end) = log.offsets(&tp).await?;
+    if from >= end {
+        return Ok(out);
+    }
     let mut reader = log.reader()?;
     while from < end {
         let batch = reader

@@ -484,8 +484,7 @@ impl<L: Log, C: Codec> SourceRouter<L, C> {
         let partitions = self.log.partition_count(&self.topics.parked).await?;
         for p in 0..partitions {
             let tp = TopicPartition::new(&self.topics.parked, p);
-            let end = self.log.end_offset(&tp).await?;
-            let from = self.log.beginning_offset(&tp).await?;
+            let (from, end) = self.log.offsets(&tp).await?;
             let codec = &self.codec;
             read_range(reader, &tp, from, end, |r| {
                 let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {

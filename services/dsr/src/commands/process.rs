@@ -30,8 +30,9 @@ pub struct Process {
     /// Need-score model (default: the shipped one).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Records per batch (one produce + one synced state write per batch and partition).
-    #[arg(long, default_value_t = 2000)]
+    /// Most records per batch (each batch and partition: two produce round trips, one synced
+    /// state write; a poll waits at most 20 ms to fill a batch).
+    #[arg(long, default_value_t = dsr_pipeline::runner::KAFKA_BATCH_SIZE)]
     batch_size: usize,
     /// Events that may wait per household not known yet (e.g. a birth before the household's
     /// registration arrives); beyond it the oldest goes to the dead-letter topic.
