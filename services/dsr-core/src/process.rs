@@ -109,7 +109,8 @@ pub fn process(
         // while they are updated in place (no per-event allocation for unchanged inputs).
         let mut statuses = std::mem::take(&mut h.programs);
         let input = input_for(h, &facts);
-        let mut inputs = Vec::new();
+        // One buffer for every program's input values.
+        let mut values = Vec::new();
         for p in ctx.programs {
             let event_type = event.payload.event_type();
             let was_beneficiary = statuses.iter().any(|s| s.program_id == p.id && s.eligible);
@@ -134,7 +135,7 @@ pub fn process(
                 &mut statuses,
                 p,
                 &input,
-                &mut inputs,
+                &mut values,
                 (&h.household_id, h.version),
                 &cause,
             ) {
@@ -185,7 +186,7 @@ pub(crate) fn decide_program(
     statuses: &mut Vec<ProgramStatus>,
     p: &Program,
     input: &crate::eligibility::Input,
-    inputs: &mut Vec<crate::eligibility::InputValue>,
+    values: &mut Vec<crate::eligibility::Scalar>,
     (household_id, household_version): (&HouseholdId, u64),
     cause: &Cause,
 ) -> Result<Option<EligibilityChange>, EvalError> {
@@ -196,8 +197,8 @@ pub(crate) fn decide_program(
         previous.map(|s| (s.eligible, s.benefit)),
         (eligible, benefit),
     );
-    inputs.clear();
-    p.inputs_into(input, inputs);
+    values.clear();
+    p.input_values_into(input, values);
     let change = (kind != ChangeKind::Unchanged).then(|| EligibilityChange {
         change_id: match cause.change_id {
             ChangeIdFrom::EventAndProgram => change_id(&cause.caused_by, &p.id),
@@ -206,7 +207,12 @@ pub(crate) fn decide_program(
         program_id: p.id.clone(),
         household_id: household_id.clone(),
         kind,
-        reasons: change_reasons(previous, inputs, benefit, p),
+        reasons: change_reasons(
+            previous,
+            &p.named_inputs(values.iter().cloned()),
+            benefit,
+            p,
+        ),
         benefit,
         rule_version: p.rule_version,
         household_version,
@@ -221,9 +227,7 @@ pub(crate) fn decide_program(
             s.eligible = eligible;
             s.benefit = benefit;
             s.rule_version = p.rule_version;
-            // The caller clears the buffer before its next use: swapping moves the new inputs
-            // in without copying them.
-            std::mem::swap(&mut s.inputs, inputs);
+            p.store_inputs(&mut s.inputs, values);
         }
         None => {
             let at = statuses
@@ -236,7 +240,7 @@ pub(crate) fn decide_program(
                     rule_version: p.rule_version,
                     eligible,
                     benefit,
-                    inputs: std::mem::take(inputs),
+                    inputs: p.named_inputs(values.drain(..)),
                 },
             );
         }

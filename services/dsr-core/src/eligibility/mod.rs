@@ -328,12 +328,36 @@ impl Program {
     /// digest of the member fields they read).
     /// Appends them to `out` (the hot path reuses one buffer).
     pub fn inputs_into(&self, input: &Input, out: &mut Vec<InputValue>) {
+        let mut values = Vec::new();
+        self.input_values_into(input, &mut values);
+        out.extend(self.named_inputs(values));
+    }
+
+    /// The names of the rule's inputs, in the order [`Program::input_values_into`] gives values.
+    pub fn input_names(&self) -> impl Iterator<Item = CompactString> + '_ {
+        let wanted = &self.inputs;
+        let members = (!wanted.members.is_empty()).then(|| wanted.members_name.clone());
+        wanted
+            .household
+            .iter()
+            .map(|f| CompactString::const_new(f.name()))
+            .chain(members)
+    }
+
+    /// Values with their names.
+    pub fn named_inputs(&self, values: impl IntoIterator<Item = Scalar>) -> Vec<InputValue> {
+        self.input_names()
+            .zip(values)
+            .map(|(name, value)| InputValue { name, value })
+            .collect()
+    }
+
+    /// The values of the rule's inputs as they are now, without their names (the hot path keeps
+    /// the names already in the household's status and only compares values).
+    pub fn input_values_into(&self, input: &Input, out: &mut Vec<Scalar>) {
         let wanted = &self.inputs;
         for f in &wanted.household {
-            out.push(InputValue {
-                name: CompactString::const_new(f.name()),
-                value: scalar(rule::read_household_field(*f, input)),
-            });
+            out.push(scalar(rule::read_household_field(*f, input)));
         }
         if !wanted.members.is_empty() {
             let mut hash = Digest::new();
@@ -349,10 +373,31 @@ impl Program {
                     }
                 }
             }
-            out.push(InputValue {
-                name: wanted.members_name.clone(),
-                value: Scalar::Digest(hash.0),
-            });
+            out.push(Scalar::Digest(hash.0));
+        }
+    }
+
+    /// Writes `values` into `inputs` (a status's inputs) in place when they are this rule's
+    /// inputs already (same names, same order), or replaces them. In place, an unchanged input
+    /// costs a comparison: no names are built and nothing is allocated or freed.
+    pub fn store_inputs(&self, inputs: &mut Vec<InputValue>, values: &mut Vec<Scalar>) {
+        let wanted = &self.inputs;
+        let members = !wanted.members.is_empty();
+        let same_names = inputs.len() == values.len()
+            && inputs.len() == wanted.household.len() + members as usize
+            && inputs
+                .iter()
+                .zip(&wanted.household)
+                .all(|(i, f)| i.name == f.name())
+            && (!members || inputs.last().is_some_and(|i| i.name == wanted.members_name));
+        if same_names {
+            for (slot, value) in inputs.iter_mut().zip(values.drain(..)) {
+                if slot.value != value {
+                    slot.value = value;
+                }
+            }
+        } else {
+            *inputs = self.named_inputs(values.drain(..));
         }
     }
 
