@@ -169,6 +169,17 @@ impl utoipa::Modify for SecuritySchemes {
             ];
             for (method, operation) in operations {
                 let Some(operation) = operation else { continue };
+                let scale_up = operation
+                    .tags
+                    .as_ref()
+                    .is_some_and(|tags| tags.iter().any(|t| t == "scale-up"));
+                if scale_up && path.starts_with("/v1/") {
+                    operation
+                        .responses
+                        .responses
+                        .entry("503".into())
+                        .or_insert_with(|| problem_response(scale_up::UNAVAILABLE));
+                }
                 match access::rule(&method, path) {
                     Some(access::Rule::Public) => {
                         operation.security = Some(vec![
@@ -358,4 +369,53 @@ pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> Respons
         }),
     )
         .into_response()
+}
+
+/// A response whose body is a [`answers::Problem`], as `body = crate::answers::Problem` in an
+/// operation's annotation would document it.
+fn problem_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scale_up_operation_documents_its_503_as_an_annotation_would() {
+        let doc = serde_json::to_value(openapi_document()).expect("the document is JSON");
+        // `/v1/areas/{id}` annotates its 404 with `body = Problem`: the 503 added in one
+        // place must look the same but for its description.
+        let responses = &doc["paths"]["/v1/areas/{id}"]["get"]["responses"];
+        let mut annotated = responses["404"].clone();
+        annotated["description"] = serde_json::json!(scale_up::UNAVAILABLE);
+        assert_eq!(responses["503"], annotated);
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("operations") {
+                let scale_up = op["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "scale-up"));
+                if scale_up && path.starts_with("/v1/") {
+                    assert!(
+                        op["responses"]["503"].is_object(),
+                        "{method} {path} documents no 503"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 11, "the scale-up operations under /v1/");
+    }
 }

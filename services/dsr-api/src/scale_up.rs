@@ -173,7 +173,9 @@ fn actor(identity: &Identity) -> Actor {
     }
 }
 
-/// The scale-up service, or 503 when this deployment runs without one.
+/// The scale-up service, or 503 when this deployment runs without one (every `/v1/` operation
+/// tagged `scale-up` documents that 503: [`UNAVAILABLE`], added to the OpenAPI document in one
+/// place by `crate::SecuritySchemes`).
 fn service(state: &ApiState) -> Result<&Arc<ScaleUp>, Response> {
     state.scale_up.as_ref().ok_or_else(|| {
         problem(
@@ -229,13 +231,15 @@ pub struct AreaChild {
     pub households: u64,
 }
 
+/// What a scale-up operation answers with 503.
+pub(crate) const UNAVAILABLE: &str = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed";
+
 /// One area of the master list, its children, and how many households each holds.
 #[utoipa::path(get, path = "/v1/areas/{id}", tag = "scale-up",
     params(("id" = String, Path, description = "Area code, e.g. R01.D03")),
     responses(
         (status = 200, description = "The area", body = AreaView),
-        (status = 404, description = "Not in the master list", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 404, description = "Not in the master list", body = crate::answers::Problem)
     ))]
 pub async fn get_area(State(state): State<Arc<ApiState>>, Path(code): Path<String>) -> Response {
     let s = match service(&state) {
@@ -311,8 +315,7 @@ pub async fn get_area(State(state): State<Arc<ApiState>>, Path(code): Path<Strin
 /// The shocks the registry has seen, newest first.
 #[utoipa::path(get, path = "/v1/shocks", tag = "scale-up",
     responses(
-        (status = 200, description = "The shocks", body = Vec<Object>),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 200, description = "The shocks", body = Vec<Object>)
     ))]
 pub async fn list_shocks(State(state): State<Arc<ApiState>>) -> Response {
     match service(&state) {
@@ -336,8 +339,7 @@ pub struct RuleList {
 /// The scale-up rules.
 #[utoipa::path(get, path = "/v1/scale-up/rules", tag = "scale-up",
     responses(
-        (status = 200, description = "The rules", body = RuleList),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 200, description = "The rules", body = RuleList)
     ))]
 pub async fn list_rules(State(state): State<Arc<ApiState>>) -> Response {
     match service(&state) {
@@ -359,8 +361,7 @@ const RULE_SHAPE: &str = "a scale-up rule ({\"id\", \"name\", \"program\", \"tri
         (status = 201, description = "Drafted", body = RuleView),
         (status = 400, description = "Not a rule", body = crate::answers::Problem),
         (status = 409, description = "The id is taken", body = crate::answers::Problem),
-        (status = 422, description = "A rule that cannot work (unknown program or areas, no amount, …)", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 422, description = "A rule that cannot work (unknown program or areas, no amount, …)", body = crate::answers::Problem)
     ))]
 pub async fn create_rule(
     State(state): State<Arc<ApiState>>,
@@ -386,8 +387,7 @@ pub async fn create_rule(
     params(("id" = String, Path, description = "Rule id")),
     responses(
         (status = 200, description = "The rule", body = RuleView),
-        (status = 404, description = "No such rule", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 404, description = "No such rule", body = crate::answers::Problem)
     ))]
 pub async fn get_rule(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     match service(&state) {
@@ -404,8 +404,7 @@ pub async fn get_rule(State(state): State<Arc<ApiState>>, Path(id): Path<String>
         (status = 200, description = "Edited", body = RuleView),
         (status = 404, description = "No such rule", body = crate::answers::Problem),
         (status = 409, description = "No longer a draft", body = crate::answers::Problem),
-        (status = 422, description = "A rule that cannot work", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 422, description = "A rule that cannot work", body = crate::answers::Problem)
     ))]
 pub async fn edit_rule(
     State(state): State<Arc<ApiState>>,
@@ -462,8 +461,7 @@ struct HypotheticalShock {
     responses(
         (status = 200, description = "The preview", body = PreviewView),
         (status = 404, description = "No such rule", body = crate::answers::Problem),
-        (status = 422, description = "A shock naming unknown areas", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 422, description = "A shock naming unknown areas", body = crate::answers::Problem)
     ))]
 pub async fn preview_rule(
     State(state): State<Arc<ApiState>>,
@@ -560,8 +558,7 @@ fn rule_answer(result: Result<RuleRecord, ScaleUpError>) -> Response {
     responses(
         (status = 200, description = "Approved", body = RuleView),
         (status = 403, description = "The approver drafted or edited the rule", body = crate::answers::Problem),
-        (status = 409, description = "Not previewed", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 409, description = "Not previewed", body = crate::answers::Problem)
     ))]
 pub async fn approve_rule(
     State(state): State<Arc<ApiState>>,
@@ -581,8 +578,7 @@ pub async fn approve_rule(
     params(("id" = String, Path, description = "Rule id")),
     responses(
         (status = 200, description = "Armed", body = RuleView),
-        (status = 409, description = "Not approved", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 409, description = "Not approved", body = crate::answers::Problem)
     ))]
 pub async fn arm_rule(
     State(state): State<Arc<ApiState>>,
@@ -601,8 +597,7 @@ pub async fn arm_rule(
     request_body(content = Reason, description = "Why, and optionally the shock's id"),
     responses(
         (status = 200, description = "Active", body = RuleView),
-        (status = 409, description = "Not armed", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 409, description = "Not armed", body = crate::answers::Problem)
     ))]
 pub async fn trigger_rule(
     State(state): State<Arc<ApiState>>,
@@ -628,8 +623,7 @@ pub async fn trigger_rule(
     responses(
         (status = 200, description = "Revoked", body = RuleView),
         (status = 400, description = "No reason", body = crate::answers::Problem),
-        (status = 409, description = "Already expired or revoked", body = crate::answers::Problem),
-        (status = 503, description = "No geographic master list loaded (start dsr up with --areas FILE), or the rule book, serving store or log failed", body = crate::answers::Problem)
+        (status = 409, description = "Already expired or revoked", body = crate::answers::Problem)
     ))]
 pub async fn revoke_rule(
     State(state): State<Arc<ApiState>>,
