@@ -315,8 +315,9 @@ impl Program {
     /// Evaluates the rule and the benefit for a household.
     pub fn evaluate(&self, input: &Input) -> Result<Evaluation, EvalError> {
         let (eligible, benefit) = self.verdict(input)?;
-        let mut inputs = Vec::new();
-        self.inputs_into(input, &mut inputs);
+        let mut values = Vec::new();
+        self.input_values_into(input, &mut values);
+        let inputs = self.named_inputs(values);
         Ok(Evaluation {
             eligible,
             benefit,
@@ -324,31 +325,23 @@ impl Program {
         })
     }
 
-    /// The rule's inputs as they are now (household fields the rule and benefit read, and one
-    /// digest of the member fields they read).
-    /// Appends them to `out` (the hot path reuses one buffer).
-    pub fn inputs_into(&self, input: &Input, out: &mut Vec<InputValue>) {
-        let mut values = Vec::new();
-        self.input_values_into(input, &mut values);
-        out.extend(self.named_inputs(values));
-    }
-
-    /// The names of the rule's inputs, in the order [`Program::input_values_into`] gives values.
-    pub fn input_names(&self) -> impl Iterator<Item = CompactString> + '_ {
+    /// The names of the rule's inputs (household fields the rule and benefit read, then one
+    /// digest of the member fields they read), in the order [`Program::input_values_into`]
+    /// gives their values.
+    pub fn input_names(&self) -> impl Iterator<Item = &str> + '_ {
         let wanted = &self.inputs;
-        let members = (!wanted.members.is_empty()).then(|| wanted.members_name.clone());
-        wanted
-            .household
-            .iter()
-            .map(|f| CompactString::const_new(f.name()))
-            .chain(members)
+        let members = (!wanted.members.is_empty()).then_some(wanted.members_name.as_str());
+        wanted.household.iter().map(|f| f.name()).chain(members)
     }
 
     /// Values with their names.
     pub fn named_inputs(&self, values: impl IntoIterator<Item = Scalar>) -> Vec<InputValue> {
         self.input_names()
             .zip(values)
-            .map(|(name, value)| InputValue { name, value })
+            .map(|(name, value)| InputValue {
+                name: name.into(),
+                value,
+            })
             .collect()
     }
 
@@ -381,15 +374,11 @@ impl Program {
     /// inputs already (same names, same order), or replaces them. In place, an unchanged input
     /// costs a comparison: no names are built and nothing is allocated or freed.
     pub fn store_inputs(&self, inputs: &mut Vec<InputValue>, values: &mut Vec<Scalar>) {
-        let wanted = &self.inputs;
-        let members = !wanted.members.is_empty();
         let same_names = inputs.len() == values.len()
-            && inputs.len() == wanted.household.len() + members as usize
             && inputs
                 .iter()
-                .zip(&wanted.household)
-                .all(|(i, f)| i.name == f.name())
-            && (!members || inputs.last().is_some_and(|i| i.name == wanted.members_name));
+                .map(|i| i.name.as_str())
+                .eq(self.input_names());
         if same_names {
             for (slot, value) in inputs.iter_mut().zip(values.drain(..)) {
                 if slot.value != value {
