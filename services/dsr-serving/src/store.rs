@@ -12,7 +12,10 @@
 //! - `households`: H → sealed(current record);
 //! - `history`: H, version (u64 big-endian) → when it was written (ms, i64 BE), then
 //!   sealed(record);
-//! - `persons`: P → sealed(household id) (current members only);
+//! - `persons`: P, H → sealed(household id): one entry for each person in each household's
+//!   current record (written and removed as membership changes, so most updates write none);
+//! - `meta`: format markers (`persons-format`: `2`, the layout above; version 1 was P → sealed
+//!   household id and is migrated when the store opens);
 //! - `by-area`: area code, `\0`, H → sealed(household id) (prefix scans by admin area);
 //! - `by-status`: program id, `\0`, `eligible`/`not-eligible`, `\0`, H → sealed(household id);
 //! - `by-score`: need score (order-preserving u64 BE), H → sealed(household id).
@@ -22,6 +25,8 @@
 
 use dsr_core::{EventId, Household, HouseholdId, PersonId};
 use dsr_crypto::{Keyring, Pseudonym};
+
+const PSEUDONYM_BYTES: usize = std::mem::size_of::<Pseudonym>();
 use dsr_store::codec;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
@@ -121,6 +126,7 @@ pub struct ServingStore {
     by_area: Keyspace,
     by_status: Keyspace,
     by_score: Keyspace,
+    meta: Keyspace,
     keyring: Arc<Keyring>,
     /// Taken by every write (the projector's batches and re-encryption steps).
     write: Arc<Mutex<()>>,
@@ -179,17 +185,68 @@ impl ServingStore {
         };
         let db = Database::builder(dir).open().map_err(open_err)?;
         let ks = |name: &str| db.keyspace(name, keyspace_options);
-        Ok(ServingStore {
+        let store = ServingStore {
             households: ks("households").map_err(open_err)?,
             history: ks("history").map_err(open_err)?,
             persons: ks("persons").map_err(open_err)?,
             by_area: ks("by-area").map_err(open_err)?,
             by_status: ks("by-status").map_err(open_err)?,
             by_score: ks("by-score").map_err(open_err)?,
+            meta: ks("meta").map_err(open_err)?,
             db,
             keyring,
             write: Arc::default(),
-        })
+        };
+        store.migrate_persons()?;
+        Ok(store)
+    }
+
+    /// Brings a person index of format 1 (P → sealed household id, rewritten for every member
+    /// on every update) to format 2 (P, H → sealed household id, written only when membership
+    /// changes). Runs once; a crash part-way re-runs it (each step is idempotent).
+    fn migrate_persons(&self) -> Result<(), ServingError> {
+        const MARKER: &[u8] = b"persons-format";
+        if self.meta.get(MARKER).map_err(backend)?.is_some() {
+            return Ok(());
+        }
+        let mut old = Vec::new();
+        for kv in self.persons.iter() {
+            let (k, v) = kv.into_inner().map_err(backend)?;
+            if k.len() == PSEUDONYM_BYTES {
+                old.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        if !old.is_empty() {
+            tracing::info!(
+                entries = old.len(),
+                "migrating the serving store's person index to format 2"
+            );
+        }
+        for step in old.chunks(REENCRYPT_STEP) {
+            let _guard = self.write.lock().expect("serving write lock");
+            let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+            for (k, v) in step {
+                let plain = self.open_value(&self.persons, k, v, || "person index entry".into())?;
+                let household = HouseholdId::new(String::from_utf8_lossy(&plain));
+                let pk: Pseudonym = k.as_slice().try_into().expect("length checked above");
+                let new_key = self.person_key(&pk, &self.hk(&household));
+                let sealed = self.seal(&self.persons, &new_key, &plain);
+                batch.insert(&self.persons, new_key, sealed);
+                batch.remove(&self.persons, k.clone());
+            }
+            batch.commit().map_err(backend)?;
+        }
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        batch.insert(&self.meta, MARKER, b"2");
+        batch.commit().map_err(backend)?;
+        Ok(())
+    }
+
+    fn person_key(&self, pk: &Pseudonym, hk: &Pseudonym) -> [u8; 2 * PSEUDONYM_BYTES] {
+        let mut key = [0u8; 2 * PSEUDONYM_BYTES];
+        key[..PSEUDONYM_BYTES].copy_from_slice(pk);
+        key[PSEUDONYM_BYTES..].copy_from_slice(hk);
+        key
     }
 
     fn hk(&self, id: &HouseholdId) -> Pseudonym {
@@ -308,28 +365,34 @@ impl ServingStore {
         previous: Option<&Household>,
         h: &Household,
     ) {
-        let staying = |m: &dsr_core::Member| !h.dissolved && h.member(&m.person_id).is_some();
-        if let Some(p) = previous {
-            for m in &p.members {
-                // A person who left is removed only if they still point here (they may have
-                // moved to a household processed earlier; that household's entry wins).
-                if staying(m) {
-                    continue;
-                }
-                if let Ok(Some(current)) = self.household_of(&m.person_id) {
-                    if current == p.household_id {
-                        batch.remove(&self.persons, self.pk(&m.person_id));
-                    }
-                }
+        // The person index follows the members of the records this store holds: an entry
+        // for each person of `h` who was not in `previous`, none any more for each person of
+        // `previous` who is not in `h`. Every other update (most: income, score) writes none.
+        fn members(x: &Household) -> &[dsr_core::Member] {
+            if x.dissolved {
+                &[]
+            } else {
+                &x.members
             }
         }
-        if !h.dissolved {
-            // Written for every member, staying or not: a person who moved away and back
-            // between two records this store saw must point here again.
-            for m in &h.members {
-                let pk = self.pk(&m.person_id);
-                let value = self.seal(&self.persons, &pk, h.household_id.as_str().as_bytes());
-                batch.insert(&self.persons, pk, value);
+        // Members are kept sorted by person id.
+        let holds = |list: &[dsr_core::Member], m: &dsr_core::Member| {
+            list.binary_search_by(|x| x.person_id.cmp(&m.person_id))
+                .is_ok()
+        };
+        let now = members(h);
+        let before = previous.map(members).unwrap_or_default();
+        let hk = self.hk(&h.household_id);
+        for m in before {
+            if !holds(now, m) {
+                batch.remove(&self.persons, self.person_key(&self.pk(&m.person_id), &hk));
+            }
+        }
+        for m in now {
+            if !holds(before, m) {
+                let key = self.person_key(&self.pk(&m.person_id), &hk);
+                let value = self.seal(&self.persons, &key, h.household_id.as_str().as_bytes());
+                batch.insert(&self.persons, key, value);
             }
         }
         if previous.is_none_or(|p| p.area != h.area) {
@@ -491,16 +554,30 @@ impl ServingStore {
         Ok(out)
     }
 
+    /// The household a person belongs to. Two households can hold the same person for a
+    /// moment (the one they moved to, on another partition, applied before the one they left):
+    /// then the record whose latest event is newest wins.
     pub fn household_of(&self, person: &PersonId) -> Result<Option<HouseholdId>, ServingError> {
         let pk = self.pk(person);
-        match self.persons.get(pk).map_err(backend)? {
-            Some(v) => {
-                let plain =
-                    self.open_value(&self.persons, &pk, &v, || format!("household of {person}"))?;
-                Ok(Some(HouseholdId::new(String::from_utf8_lossy(&plain))))
-            }
-            None => Ok(None),
+        let mut found: Vec<HouseholdId> = Vec::new();
+        for kv in self.persons.prefix(pk) {
+            let (k, v) = kv.into_inner().map_err(backend)?;
+            let plain =
+                self.open_value(&self.persons, &k, &v, || format!("household of {person}"))?;
+            found.push(HouseholdId::new(String::from_utf8_lossy(&plain)));
         }
+        if found.len() <= 1 {
+            return Ok(found.pop());
+        }
+        let mut best: Option<Household> = None;
+        for id in found {
+            if let Some(h) = self.household(&id)? {
+                if best.as_ref().is_none_or(|b| h.as_of > b.as_of) {
+                    best = Some(h);
+                }
+            }
+        }
+        Ok(best.map(|h| h.household_id))
     }
 
     /// Households whose area code starts with `prefix` (e.g. a district's code), in area order.
@@ -708,6 +785,121 @@ mod tests {
             store.by_area_prefix("R", 1000).unwrap().len(),
             households.len()
         );
+    }
+
+    fn households(n: u64) -> Vec<Household> {
+        dsr_synth::fixtures::small_population(9, n)
+            .households
+            .iter()
+            .map(|e| dsr_core::apply(None, e).unwrap().household)
+            .collect()
+    }
+
+    fn open_store(dir: &Path) -> ServingStore {
+        let (keyring, _, _) =
+            Keyring::open_directory(&dir.join("security"), None, None, 1).unwrap();
+        ServingStore::open(dir.join("serving"), Arc::new(keyring)).unwrap()
+    }
+
+    /// `person` leaves `from` for `to`: both households' next versions, newer than before.
+    fn moved(from: &Household, to: &Household, person: &PersonId) -> (Household, Household) {
+        let (mut from, mut to) = (from.clone(), to.clone());
+        let i = from
+            .members
+            .iter()
+            .position(|m| &m.person_id == person)
+            .unwrap();
+        let m = from.members.remove(i);
+        to.members.push(m);
+        to.members.sort_by(|a, b| a.person_id.cmp(&b.person_id));
+        from.version += 1;
+        to.version += 1;
+        to.as_of = dsr_core::Micros(from.as_of.0.max(to.as_of.0) + 1);
+        (from, to)
+    }
+
+    #[test]
+    fn a_person_who_moved_points_at_the_new_household_whichever_record_is_applied_first() {
+        for to_first in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open_store(dir.path());
+            let hs = households(2);
+            store
+                .apply(hs.iter().map(|h| (h.clone(), 1)).collect())
+                .unwrap();
+            let person = hs[0].members[0].person_id.clone();
+            assert_eq!(
+                store.household_of(&person).unwrap(),
+                Some(hs[0].household_id.clone())
+            );
+            let (from, to) = moved(&hs[0], &hs[1], &person);
+            let (first, second) = if to_first { (&to, &from) } else { (&from, &to) };
+            store.apply(vec![(first.clone(), 2)]).unwrap();
+            // Between the two records: the person is in no household yet (left first), or in
+            // two, and the newer record wins.
+            let between = store.household_of(&person).unwrap();
+            if to_first {
+                assert_eq!(between, Some(to.household_id.clone()));
+            } else {
+                assert_eq!(between, None);
+            }
+            store.apply(vec![(second.clone(), 3)]).unwrap();
+            assert_eq!(
+                store.household_of(&person).unwrap(),
+                Some(to.household_id.clone()),
+                "to_first = {to_first}"
+            );
+            // The others still point at their own households.
+            for h in [&from, &to] {
+                for m in &h.members {
+                    assert_eq!(
+                        store.household_of(&m.person_id).unwrap().as_ref(),
+                        Some(&h.household_id)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_person_index_of_format_1_is_migrated_when_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = households(3);
+        {
+            let store = open_store(dir.path());
+            store
+                .apply(hs.iter().map(|h| (h.clone(), 1)).collect())
+                .unwrap();
+            // Rewrite the index as format 1 had it: P → sealed household id, no marker.
+            let mut batch = store.db.batch().durability(Some(PersistMode::SyncData));
+            for h in &hs {
+                let hk = store.hk(&h.household_id);
+                for m in &h.members {
+                    let pk = store.pk(&m.person_id);
+                    batch.remove(&store.persons, store.person_key(&pk, &hk));
+                    let sealed =
+                        store.seal(&store.persons, &pk, h.household_id.as_str().as_bytes());
+                    batch.insert(&store.persons, pk, sealed);
+                }
+            }
+            batch.remove(&store.meta, b"persons-format");
+            batch.commit().unwrap();
+        }
+        let store = open_store(dir.path());
+        for h in &hs {
+            for m in &h.members {
+                let pk = store.pk(&m.person_id);
+                assert!(
+                    store.persons.get(pk).unwrap().is_none(),
+                    "format-1 entry left"
+                );
+                assert_eq!(
+                    store.household_of(&m.person_id).unwrap().as_ref(),
+                    Some(&h.household_id)
+                );
+            }
+        }
+        assert!(store.meta.get(b"persons-format").unwrap().is_some());
     }
 
     #[test]
