@@ -28,6 +28,8 @@ fn household_round_trip(h: &Household) {
     assert_eq!(&back, h);
     assert_eq!(fast::encode_household(h).unwrap(), bytes, "{h:?}");
     assert_eq!(&fast::decode_household(&bytes).unwrap(), h);
+    let ids: Vec<_> = h.members.iter().map(|m| m.person_id.clone()).collect();
+    assert_eq!(fast::decode_household_members(&bytes).unwrap(), ids);
     assert_eq!(
         &household_from_value(household_to_value(h).unwrap()).unwrap(),
         h

@@ -219,6 +219,17 @@ impl Codec for WireCodec {
         avro::fast::decode_household(body).map_err(|e| e.to_string())
     }
 
+    fn decode_household_members(&self, bytes: &[u8]) -> Result<Vec<dsr_core::PersonId>, String> {
+        let (id, body) = wire::unframe(bytes).map_err(|e| e.to_string())?;
+        if id != self.ids.household {
+            // Another writer's schema: the whole record, resolved.
+            return self
+                .decode_household(bytes)
+                .map(|h| h.members.into_iter().map(|m| m.person_id).collect());
+        }
+        avro::fast::decode_household_members(body).map_err(|e| e.to_string())
+    }
+
     fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(256);
         wire::frame_into(self.ids.change, &mut out);

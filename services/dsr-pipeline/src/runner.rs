@@ -42,6 +42,12 @@ pub trait Codec: Send + Sync {
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String>;
     fn encode_household(&self, household: &Household) -> Result<Vec<u8>, String>;
     fn decode_household(&self, bytes: &[u8]) -> Result<Household, String>;
+    /// The member ids of a changelog record alone (the router's person directory reads every
+    /// record for these); by default the whole record is decoded.
+    fn decode_household_members(&self, bytes: &[u8]) -> Result<Vec<dsr_core::PersonId>, String> {
+        self.decode_household(bytes)
+            .map(|h| h.members.into_iter().map(|m| m.person_id).collect())
+    }
     fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String>;
     fn encode_beneficiary(&self, notice: &dsr_core::BeneficiaryEvent) -> Result<Vec<u8>, String>;
     /// An activated rule version (the `dsr.program-rules` value) and back.

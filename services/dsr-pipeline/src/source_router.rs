@@ -18,7 +18,7 @@
 
 use crate::router::{route_event, PersonIndex, Route};
 use crate::runner::{dead_letter, read_range, Codec};
-use dsr_core::{Event, Household, HouseholdId, Micros, PersonId};
+use dsr_core::{Event, HouseholdId, Micros, PersonId};
 use dsr_log::{GroupEvent, GroupMember, Log, LogError, Record, TopicPartition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -100,14 +100,8 @@ impl PersonIndex for PersonDirectory {
 impl PersonDirectory {
     /// Takes a household's latest record (`None`: the household is gone); returns the people
     /// it newly knows.
-    pub fn learn(
-        &mut self,
-        household_id: &HouseholdId,
-        record: Option<&Household>,
-    ) -> Vec<PersonId> {
-        let now: Box<[PersonId]> = record
-            .map(|h| h.members.iter().map(|m| m.person_id.clone()).collect())
-            .unwrap_or_default();
+    pub fn learn(&mut self, household_id: &HouseholdId, members: Vec<PersonId>) -> Vec<PersonId> {
+        let now: Box<[PersonId]> = members.into_boxed_slice();
         let slot = match self.slot_of.get(household_id) {
             Some(&slot) => slot,
             None if now.is_empty() => return Vec::new(),
@@ -269,17 +263,17 @@ impl<L: Log, C: Codec> SourceRouter<L, C> {
                     return Ok::<(), RouterError>(());
                 };
                 let household_id = HouseholdId::new(key);
-                let record = match r.value.as_deref() {
-                    Some(v) => match codec.decode_household(v) {
-                        Ok(h) => Some(h),
+                let members = match r.value.as_deref() {
+                    Some(v) => match codec.decode_household_members(v) {
+                        Ok(members) => members,
                         Err(reason) => {
                             tracing::warn!(partition = p, offset = r.offset, %reason, "unreadable changelog record; the person directory skips it");
                             return Ok(());
                         }
                     },
-                    None => None,
+                    None => Vec::new(), // a tombstone: the household is gone
                 };
-                learned.extend(directory.learn(&household_id, record.as_ref()));
+                learned.extend(directory.learn(&household_id, members));
                 Ok(())
             })
             .await?;
@@ -562,6 +556,7 @@ fn wall_clock() -> Micros {
 mod tests {
     use super::*;
     use dsr_core::codes::Sex;
+    use dsr_core::Household;
 
     #[test]
     fn the_directory_follows_moves_and_dissolutions() {
@@ -576,24 +571,25 @@ mod tests {
         };
         dsr_core::process(&mut state, &h1, &ctx).unwrap();
         let h = state.unwrap();
+        let ids = |h: &Household| h.members.iter().map(|m| m.person_id.clone()).collect();
         let mut d = PersonDirectory::default();
         let hid = HouseholdId::new("H00000001");
         let head = h.members[0].person_id.clone();
-        assert_eq!(d.learn(&hid, Some(&h)), vec![head.clone()]);
+        assert_eq!(d.learn(&hid, ids(&h)), vec![head.clone()]);
         assert_eq!(d.household_of(&head), Some(hid.clone()));
         assert!(
-            d.learn(&hid, Some(&h)).is_empty(),
+            d.learn(&hid, ids(&h)).is_empty(),
             "nothing new the second time"
         );
         // The person shows up in another household (a move) before the old record changes.
         let mut other = h.clone();
         other.household_id = HouseholdId::new("H00000002");
         let hid2 = other.household_id.clone();
-        assert_eq!(d.learn(&hid2, Some(&other)), vec![head.clone()]);
+        assert_eq!(d.learn(&hid2, ids(&other)), vec![head.clone()]);
         // The old household dissolves: the person stays with the new one.
-        d.learn(&hid, None);
+        d.learn(&hid, Vec::new());
         assert_eq!(d.household_of(&head), Some(hid2.clone()));
-        d.learn(&hid2, None);
+        d.learn(&hid2, Vec::new());
         assert!(d.is_empty());
         // A gone household's slot is reused: the next household's people point at it, and
         // nobody still points at the old household.
@@ -602,7 +598,7 @@ mod tests {
         third.members.truncate(1);
         third.members[0].person_id = PersonId::new("P-other");
         let hid3 = third.household_id.clone();
-        assert_eq!(d.learn(&hid3, Some(&third)).len(), 1);
+        assert_eq!(d.learn(&hid3, ids(&third)).len(), 1);
         assert_eq!(d.households.len(), 2, "slot reused, not added");
         assert_eq!(d.household_of(&PersonId::new("P-other")), Some(hid3));
         assert_eq!(d.household_of(&head), None);

@@ -55,8 +55,9 @@ use std::sync::OnceLock;
 mod outputs;
 
 pub use outputs::{
-    decode_eligibility_change, decode_household, encode_eligibility_change,
-    encode_eligibility_change_into, encode_household, encode_household_into,
+    decode_eligibility_change, decode_household, decode_household_members,
+    encode_eligibility_change, encode_eligibility_change_into, encode_household,
+    encode_household_into,
 };
 
 /// Encodes an event as one Avro binary datum of the current `LifeEvent` schema; the same
@@ -102,6 +103,16 @@ fn write<T: Serialize>(
 }
 
 /// Reads a mirror from one whole datum of `schema`.
+/// Like [`read`], for a reader that stops part-way through the datum on purpose: bytes left
+/// after it are not an error.
+fn read_prefix<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
+    schema: &serde_avro_fast::Schema,
+) -> Result<T, DecodeError> {
+    let mut state = DeserializerState::from_slice(bytes, schema);
+    T::deserialize(state.deserializer()).map_err(|e| DecodeError::Malformed(Box::new(e)))
+}
+
 fn read<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
     schema: &serde_avro_fast::Schema,

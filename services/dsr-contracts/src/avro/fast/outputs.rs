@@ -57,6 +57,56 @@ pub fn decode_household(bytes: &[u8]) -> Result<Household, DecodeError> {
     read::<HouseholdRecordIn>(bytes, household_schema())?.into_household()
 }
 
+/// The member ids of one Avro binary datum of the current `HouseholdRecord` schema, in record
+/// order, read without building the household: the fields after `members` are not read at all
+/// (so the rest of the datum is not checked). For the router's person directory, which reads
+/// every changelog record for these alone.
+pub fn decode_household_members(bytes: &[u8]) -> Result<Vec<PersonId>, DecodeError> {
+    let members: HouseholdMembersIn = super::read_prefix(bytes, household_schema())?;
+    Ok(members.0)
+}
+
+/// A household record's `members`, its person ids only.
+struct HouseholdMembersIn(Vec<PersonId>);
+
+#[derive(Deserialize)]
+struct MemberIdIn {
+    person_id: PersonId,
+}
+
+impl<'de> Deserialize<'de> for HouseholdMembersIn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = HouseholdMembersIn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a HouseholdRecord")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(field_identifier, rename_all = "snake_case")]
+                enum Field {
+                    Members,
+                    #[serde(other)]
+                    Other,
+                }
+                while let Some(field) = map.next_key::<Field>()? {
+                    if matches!(field, Field::Members) {
+                        let members: Vec<MemberIdIn> = map.next_value()?;
+                        // Stop here: nothing after the members is needed.
+                        return Ok(HouseholdMembersIn(
+                            members.into_iter().map(|m| m.person_id).collect(),
+                        ));
+                    }
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+                Err(de::Error::missing_field("members"))
+            }
+        }
+        deserializer.deserialize_struct("HouseholdRecord", &["members"], Members)
+    }
+}
+
 /// Encodes an eligibility change as one Avro binary datum of the current `EligibilityChange`
 /// schema; the same bytes as [`crate::encode_eligibility_change`].
 pub fn encode_eligibility_change(change: &EligibilityChange) -> Result<Vec<u8>, EncodeError> {
