@@ -3,6 +3,12 @@
 
 mod commands;
 
+/// mimalloc instead of glibc's malloc: under load `dsr up` allocates and frees small buffers
+/// (records, keys, sealed values) on every stage, and glibc's allocator took a fifth of its CPU
+/// (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// dsr — the event-streaming dynamic social registry.
