@@ -71,6 +71,9 @@ pub trait Codec: Send + Sync {
 /// hold back events that trickle in.
 pub const KAFKA_BATCH_SIZE: usize = 20_000;
 
+/// How long `dsr process` tops a poll up towards its batch size ([`HouseholdProcessor::linger`]).
+pub const KAFKA_LINGER: Duration = Duration::from_millis(20);
+
 /// The topic of the activated versions of the programs' rules.
 pub const PROGRAM_RULES: &str = "dsr.program-rules";
 
@@ -177,6 +180,13 @@ pub struct HouseholdProcessor<L: Log, C: Codec> {
     pub topics: Topics,
     pub group: String,
     pub batch_size: usize,
+    /// How long a poll is topped up towards `batch_size` once it has fetched something. On
+    /// Kafka a fetch brings one partition's chunk at a time and every batch costs produce round
+    /// trips and a commit, so waiting a little ([`KAFKA_LINGER`]) makes batches fuller and the
+    /// broker's work smaller. On the embedded log a poll returns everything already written, so
+    /// `dsr up` does not wait (zero): a batch is what has arrived, batches grow by themselves
+    /// under load, and an event at a low rate is not held back at every stage.
+    pub linger: Duration,
     /// At most this many events wait per unknown household before the oldest is
     /// dead-lettered ([`crate::task::MAX_PARKED_PER_HOUSEHOLD`] by default).
     pub max_parked_per_household: usize,
@@ -204,7 +214,7 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                 _ = &mut stop => break,
                 polled = member.poll(self.batch_size, Duration::from_millis(200)) => polled?,
             };
-            fill(&mut member, &mut events, self.batch_size).await?;
+            fill(&mut member, &mut events, self.batch_size, self.linger).await?;
             for event in events {
                 match event {
                     GroupEvent::Assigned(tps) => {
@@ -779,7 +789,7 @@ async fn fence<R: PartitionReader>(
         })
 }
 
-/// Tops a poll up to `batch_size` records for up to 20 ms: a poll returns as soon as anything
+/// Tops a poll up to `batch_size` records for up to `linger`: a poll returns as soon as anything
 /// is fetched, and each batch costs two produce round trips, a synced state write and a group
 /// commit, so fuller batches are cheaper per event. Records events in a row are merged (their
 /// order kept); assignment changes stay where they happened.
@@ -787,6 +797,7 @@ async fn fill<M: GroupMember>(
     member: &mut M,
     events: &mut Vec<GroupEvent>,
     batch_size: usize,
+    linger: Duration,
 ) -> Result<(), LogError> {
     let count = |events: &[GroupEvent]| -> usize {
         events
@@ -798,10 +809,10 @@ async fn fill<M: GroupMember>(
             .sum()
     };
     let mut have = count(events);
-    if have == 0 {
+    if have == 0 || linger.is_zero() {
         return Ok(());
     }
-    let until = std::time::Instant::now() + Duration::from_millis(20);
+    let until = std::time::Instant::now() + linger;
     while have < batch_size {
         let left = until.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {

@@ -624,6 +624,7 @@ impl<L: FixtureLog> Fixture<L> {
             topics: self.topics.clone(),
             group: group.into(),
             batch_size: 2_000,
+            linger: crate::runner::KAFKA_LINGER,
             max_parked_per_household: crate::task::MAX_PARKED_PER_HOUSEHOLD,
             cache_households: crate::task::DEFAULT_CACHE_CAPACITY,
             progress: Default::default(),

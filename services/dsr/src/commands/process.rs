@@ -84,6 +84,7 @@ impl Process {
                 topics,
                 group: self.group.clone(),
                 batch_size: self.batch_size,
+                linger: dsr_pipeline::runner::KAFKA_LINGER,
                 max_parked_per_household: self.max_parked_per_household,
                 cache_households: self.cache_households,
                 progress: Default::default(),

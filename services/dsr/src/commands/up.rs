@@ -405,6 +405,8 @@ impl UpConfig {
             topics: topics.clone(),
             group: "dsr-household-processor".into(),
             batch_size: self.batch_size,
+            // A poll of the embedded log returns all there is: no waiting for more.
+            linger: std::time::Duration::ZERO,
             max_parked_per_household: dsr_pipeline::task::MAX_PARKED_PER_HOUSEHOLD,
             cache_households: self.cache_households,
             progress: Default::default(),
