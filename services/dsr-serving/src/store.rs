@@ -298,7 +298,7 @@ impl ServingStore {
     pub fn apply(&self, records: Vec<(Household, i64)>) -> Result<Applied, ServingError> {
         let mut applied = Applied::default();
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        let mut latest: HashMap<HouseholdId, Household> = HashMap::new();
+        let mut latest: HashMap<HouseholdId, Household> = HashMap::with_capacity(records.len());
         for (household, written_at_ms) in records {
             let previous = match latest.remove(&household.household_id) {
                 Some(h) => Some(h),
