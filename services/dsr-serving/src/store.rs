@@ -25,13 +25,13 @@
 
 use dsr_core::{EventId, Household, HouseholdId, PersonId};
 use dsr_crypto::{Keyring, Pseudonym};
-
-const PSEUDONYM_BYTES: usize = std::mem::size_of::<Pseudonym>();
 use dsr_store::codec;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+const PSEUDONYM_BYTES: usize = std::mem::size_of::<Pseudonym>();
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServingError {
@@ -209,23 +209,37 @@ impl ServingStore {
         if self.meta.get(MARKER).map_err(backend)?.is_some() {
             return Ok(());
         }
-        let mut old = Vec::new();
-        for kv in self.persons.iter() {
-            let (k, v) = kv.into_inner().map_err(backend)?;
-            if k.len() == PSEUDONYM_BYTES {
-                old.push((k.to_vec(), v.to_vec()));
+        // In steps, reading on from the last key seen (a registry's index does not fit in
+        // memory at once); the new keys sort right after the old ones they replace and are
+        // passed over.
+        let mut after: Option<Vec<u8>> = None;
+        let mut migrated = 0u64;
+        loop {
+            let mut step: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(REENCRYPT_STEP);
+            let mut last = None;
+            let iter = match &after {
+                Some(k) => self.persons.range::<&[u8], _>((
+                    std::ops::Bound::Excluded(k.as_slice()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => self.persons.iter(),
+            };
+            for kv in iter {
+                let (k, v) = kv.into_inner().map_err(backend)?;
+                last = Some(k.to_vec());
+                if k.len() == PSEUDONYM_BYTES {
+                    step.push((k.to_vec(), v.to_vec()));
+                    if step.len() == REENCRYPT_STEP {
+                        break;
+                    }
+                }
             }
-        }
-        if !old.is_empty() {
-            tracing::info!(
-                entries = old.len(),
-                "migrating the serving store's person index to format 2"
-            );
-        }
-        for step in old.chunks(REENCRYPT_STEP) {
+            if step.is_empty() {
+                break;
+            }
             let _guard = self.write.lock().expect("serving write lock");
             let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-            for (k, v) in step {
+            for (k, v) in &step {
                 let plain = self.open_value(&self.persons, k, v, || "person index entry".into())?;
                 let household = HouseholdId::new(String::from_utf8_lossy(&plain));
                 let pk: Pseudonym = k.as_slice().try_into().expect("length checked above");
@@ -235,6 +249,14 @@ impl ServingStore {
                 batch.remove(&self.persons, k.clone());
             }
             batch.commit().map_err(backend)?;
+            migrated += step.len() as u64;
+            after = last;
+        }
+        if migrated > 0 {
+            tracing::info!(
+                entries = migrated,
+                "migrated the serving store's person index to format 2"
+            );
         }
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         batch.insert(&self.meta, MARKER, b"2");
@@ -864,7 +886,12 @@ mod tests {
     #[test]
     fn a_person_index_of_format_1_is_migrated_when_the_store_opens() {
         let dir = tempfile::tempdir().unwrap();
-        let hs = households(3);
+        let hs = households(200);
+        let people: usize = hs.iter().map(|h| h.members.len()).sum();
+        assert!(
+            people > REENCRYPT_STEP,
+            "more than one migration step: {people}"
+        );
         {
             let store = open_store(dir.path());
             store
