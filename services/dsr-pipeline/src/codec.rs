@@ -223,9 +223,7 @@ impl Codec for WireCodec {
         let (id, body) = wire::unframe(bytes).map_err(|e| e.to_string())?;
         if id != self.ids.household {
             // Another writer's schema: the whole record, resolved.
-            return self
-                .decode_household(bytes)
-                .map(|h| h.members.into_iter().map(|m| m.person_id).collect());
+            return self.decode_household(bytes).map(crate::runner::member_ids);
         }
         avro::fast::decode_household_members(body).map_err(|e| e.to_string())
     }

@@ -45,8 +45,7 @@ pub trait Codec: Send + Sync {
     /// The member ids of a changelog record alone (the router's person directory reads every
     /// record for these); by default the whole record is decoded.
     fn decode_household_members(&self, bytes: &[u8]) -> Result<Vec<dsr_core::PersonId>, String> {
-        self.decode_household(bytes)
-            .map(|h| h.members.into_iter().map(|m| m.person_id).collect())
+        self.decode_household(bytes).map(member_ids)
     }
     fn encode_change(&self, change: &EligibilityChange) -> Result<Vec<u8>, String>;
     fn encode_beneficiary(&self, notice: &dsr_core::BeneficiaryEvent) -> Result<Vec<u8>, String>;
@@ -787,6 +786,11 @@ async fn fence<R: PartitionReader>(
                 last.offset
             ),
         })
+}
+
+/// A decoded household's member ids, in record order.
+pub fn member_ids(household: Household) -> Vec<dsr_core::PersonId> {
+    household.members.into_iter().map(|m| m.person_id).collect()
 }
 
 /// Tops a poll up to `batch_size` records for up to `linger`: a poll returns as soon as anything
