@@ -41,8 +41,6 @@ pub(crate) fn now() -> Micros {
     Micros(since_epoch.as_micros() as i64)
 }
 
-/// One life event (a JSON object), a JSON array of up to 10,000, or one Avro record in Confluent
-/// wire format. Answers once the accepted events are durable.
 /// A JSON body split into its events, each still text: one object, or an array of them. The
 /// events are parsed one by one afterwards (a bad one is refused alone), straight from the text:
 /// building a `serde_json::Value` tree first doubled the cost of a bulk load's parsing.
@@ -64,6 +62,8 @@ fn split_json(body: &[u8]) -> Result<Vec<&serde_json::value::RawValue>, Response
     }
 }
 
+/// One life event (a JSON object), a JSON array of up to 10,000, or one Avro record in Confluent
+/// wire format. Answers once the accepted events are durable.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     request_body(
         description = "A life event in the JSON shape of `dsr generate` (envelope fields, `event_type`, `payload`; see docs/data-dictionary.md), an array of them, or one Avro record (magic byte, 4-byte schema id, body) as application/vnd.dsr.avro",

@@ -98,8 +98,8 @@ impl PersonIndex for PersonDirectory {
 }
 
 impl PersonDirectory {
-    /// Takes a household's latest record (`None`: the household is gone); returns the people
-    /// it newly knows.
+    /// Takes the member ids of a household's latest record (none: the household is gone or
+    /// dissolved); returns the people it newly knows.
     pub fn learn(&mut self, household_id: &HouseholdId, members: Vec<PersonId>) -> Vec<PersonId> {
         let now: Box<[PersonId]> = members.into_boxed_slice();
         let slot = match self.slot_of.get(household_id) {
