@@ -266,6 +266,14 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                             }
                         }
                         if !offsets.is_empty() {
+                            // The partitions' state on disk (one fdatasync for all of them),
+                            // then their offsets: the order a restart relies on.
+                            let state = self.state.clone();
+                            tokio::task::spawn_blocking(move || state.sync())
+                                .await
+                                .map_err(|e| {
+                                    StoreError::Backend(format!("the state sync task failed: {e}"))
+                                })??;
                             member.commit(&offsets).await?;
                         }
                     }
@@ -582,7 +590,8 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.produce(o, p, &out, dead, &records, stats).await?;
         let next = out.next_offset as i64;
-        o.task.commit(out)?;
+        // Synced once for every partition of the poll, before the group commit (`run`).
+        o.task.write(out)?;
         stats.batches += 1;
         Ok((p, Some(next), stats.clone()))
     }

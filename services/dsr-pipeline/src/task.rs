@@ -549,9 +549,18 @@ impl<S: PartitionState> HouseholdTask<S> {
         *out.parked.get_mut(hid).expect("loaded before") = waiting;
     }
 
-    /// Writes the batch's state and offset (after its outputs are acknowledged).
+    /// Writes the batch's state and offset (after its outputs are acknowledged), on disk when
+    /// this returns.
     pub fn commit(&mut self, batch: BatchOutput) -> Result<(), TaskError> {
-        self.state.commit(&StateBatch {
+        self.write(batch)?;
+        Ok(self.state.sync()?)
+    }
+
+    /// Writes the batch's state and offset atomically, on disk after the state's next
+    /// [`PartitionState::sync`]: the processor writes every partition of a poll, syncs once,
+    /// and only then commits the group's offsets.
+    pub fn write(&mut self, batch: BatchOutput) -> Result<(), TaskError> {
+        self.state.write(&StateBatch {
             households: batch.changed.values().collect(),
             parked: batch
                 .parked
@@ -567,7 +576,8 @@ impl<S: PartitionState> HouseholdTask<S> {
                 .collect(),
         })?;
         self.next_offset = batch.next_offset;
-        // Only now, with the batch on disk, does the cache take its records.
+        // Only now, with the batch written, does the cache take its records (a failed sync
+        // stops the processor, and the cache with it).
         let room = self.cache_capacity.saturating_sub(batch.changed.len());
         if self.cache.len() > room {
             // Evict arbitrary records (the map's order has nothing to do with which

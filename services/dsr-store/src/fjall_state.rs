@@ -58,6 +58,12 @@ impl FjallState {
         })
     }
 
+    /// Puts every partition's writes so far on disk (they share one journal): one `fdatasync`
+    /// for a whole poll's partitions.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncData).map_err(backend)
+    }
+
     fn lock_of(&self, partition: u32) -> Arc<Mutex<()>> {
         Arc::clone(
             self.locks
@@ -296,8 +302,10 @@ impl PartitionState for FjallPartition {
         Ok(out)
     }
 
-    fn commit(&self, batch: &StateBatch) -> Result<(), StoreError> {
-        let mut b = self.db.batch().durability(Some(PersistMode::SyncData));
+    fn write(&self, batch: &StateBatch) -> Result<(), StoreError> {
+        // No durability of its own: fjall writes the batch to its journal as one entry (a torn
+        // entry is dropped whole on recovery); `sync` makes it durable.
+        let mut b = self.db.batch();
         for h in &batch.households {
             let key = self.key(&h.household_id);
             let sealed = self
@@ -333,6 +341,10 @@ impl PartitionState for FjallPartition {
         }
         let _guard = self.lock.lock().expect("partition lock");
         b.commit().map_err(backend)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncData).map_err(backend)
     }
 
     fn programs(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
