@@ -245,11 +245,15 @@ impl<'a> Subjects<'a> {
             }
             return Ok(());
         }
+        // Idle first, then the lookup: if every stage had caught up *before* the serving store
+        // was read, everything accepted earlier (a registration in an earlier request) is in
+        // it. Read the other way round, the pipeline could finish that registration between
+        // the two and the event would be refused although its household exists.
         match (target_household(event), event.subject_person()) {
             (Some(h), _)
                 if !self.created.contains(h)
-                    && matches!(self.state.store.household(h), Ok(None))
-                    && self.pipeline_idle() =>
+                    && self.pipeline_idle()
+                    && matches!(self.state.store.household(h), Ok(None)) =>
             {
                 Err(format!(
                     "unknown household {h}: the registry has no household with this id ({} event {}); register it first with a HouseholdRegistered event, in this request or an earlier one",
@@ -258,7 +262,7 @@ impl<'a> Subjects<'a> {
                 ))
             }
             (None, Some(p))
-                if matches!(self.state.store.household_of(p), Ok(None)) && self.pipeline_idle() =>
+                if self.pipeline_idle() && matches!(self.state.store.household_of(p), Ok(None)) =>
             {
                 Err(format!(
                     "unknown person {p}: the registry has no household with this person ({} event {}); name the household in household_id, or register the person first",

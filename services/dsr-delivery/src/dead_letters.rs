@@ -59,7 +59,13 @@ fn prefix(program: &str) -> Vec<u8> {
 
 impl DeadLetters {
     pub fn open(dir: &Path, keyring: Arc<Keyring>) -> Result<DeadLetters, DeadLetterError> {
-        let db = Database::builder(dir).open().map_err(store)?;
+        let db = Database::builder(dir)
+            // One background worker: with two or more, fjall's first worker re-queues every
+            // compaction for the others and spins on it while they work, a core lost under
+            // load (docs/performance.md, "fjall's worker pool").
+            .worker_threads(1)
+            .open()
+            .map_err(store)?;
         let letters = db
             .keyspace("dead-letters", || {
                 // Few records: a small memtable (fjall's default is 64 MiB).

@@ -239,6 +239,30 @@ pub trait Log: Send + Sync {
         records: Vec<Record>,
     ) -> impl Future<Output = Result<Vec<Appended>, LogError>> + Send;
 
+    /// Appends `phases` in order: within a phase, each `(topic, records)` as [`Log::append`]
+    /// does; no record of a later phase is acknowledged — durable and readable — unless every
+    /// record of the phases before it is. A household processor's eligibility changes come
+    /// before its changelog this way. The default appends a phase's topics side by side and
+    /// waits for them before the next phase; a log that keeps every topic in one journal
+    /// (the embedded log) writes them all in order, with one `fdatasync`.
+    fn append_phases(
+        &self,
+        phases: Vec<Vec<(String, Vec<Record>)>>,
+    ) -> impl Future<Output = Result<(), LogError>> + Send {
+        async move {
+            for phase in phases {
+                let sends = phase
+                    .into_iter()
+                    .filter(|(_, records)| !records.is_empty())
+                    .map(|(topic, records)| async move { self.append(&topic, records).await });
+                for result in futures_util::future::join_all(sends).await {
+                    result?;
+                }
+            }
+            Ok(())
+        }
+    }
+
     /// The number of partitions of `topic` (an error names a missing topic).
     fn partition_count(&self, topic: &str) -> impl Future<Output = Result<i32, LogError>> + Send;
 

@@ -730,17 +730,18 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                 ));
         }
         // Two phases: eligibility changes, dead letters and derived events are acknowledged
-        // before the state changelogs (records, waiting events) are written. A processor that restores a partition from the
-        // changelog treats the events a household already reflects as done, so whatever those
-        // events produced must already be in the log.
+        // before the state changelogs (records, waiting events) are (`Log::append_phases`).
+        // A processor that restores a partition from the changelog treats the events a
+        // household already reflects as done, so whatever those events produced must already
+        // be in the log.
         let mut state_changelogs = BTreeMap::new();
         for topic in [&self.topics.changelog, &self.topics.parked] {
             if let Some(records) = by_topic.remove(topic) {
                 state_changelogs.insert(topic.clone(), records);
             }
         }
-        let phases = [by_topic, state_changelogs];
-        for phase in phases {
+        let mut phases = Vec::with_capacity(2);
+        for phase in [by_topic, state_changelogs] {
             let mut sends = Vec::new();
             for (topic, records) in phase {
                 let fence = o.fences.get(&topic).copied();
@@ -755,12 +756,11 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                     continue;
                 }
                 stats.produced += keep.len() as u64;
-                sends.push(async move { self.log.append(&topic, keep).await });
+                sends.push((topic, keep));
             }
-            for result in futures_util::future::join_all(sends).await {
-                result?;
-            }
+            phases.push(sends);
         }
+        self.log.append_phases(phases).await?;
         // A fence is needed until the input has passed its offset: a replayed range can come
         // back in smaller batches than the ones that first produced it.
         o.fences.retain(|_, f| f.offset >= out.next_offset);

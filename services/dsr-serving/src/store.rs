@@ -183,7 +183,13 @@ impl ServingStore {
             path: dir.display().to_string(),
             message: e.to_string(),
         };
-        let db = Database::builder(dir).open().map_err(open_err)?;
+        let db = Database::builder(dir)
+            // One background worker: with two or more, fjall's first worker re-queues every
+            // compaction for the others and spins on it while they work, a core lost under
+            // load (docs/performance.md, "fjall's worker pool").
+            .worker_threads(1)
+            .open()
+            .map_err(open_err)?;
         let ks = |name: &str| db.keyspace(name, keyspace_options);
         let store = ServingStore {
             households: ks("households").map_err(open_err)?,

@@ -140,9 +140,30 @@ async fn main() {
     println!("fsync ceiling: {syncs:.0} fdatasync/s (200 B appends, one after another)");
 
     let now = now();
+    // Events recorded by now, and of those only the ones whose households exist by then: a
+    // household founded by a move recorded after now never appears, and the API rightly
+    // refuses events about it once the pipeline is idle.
+    let mut known = std::collections::HashSet::new();
     let events: Vec<Event> = population(29, households)
         .into_iter()
         .filter(|e| e.envelope.occurred_at <= now && e.envelope.recorded_at <= now)
+        .filter(|e| match &e.payload {
+            dsr_core::Payload::HouseholdRegistered(_) => {
+                known.extend(e.envelope.household_id.clone());
+                true
+            }
+            payload => {
+                let keep = dsr_core::reducer::target_household(e).is_none_or(|h| known.contains(h));
+                match payload {
+                    dsr_core::Payload::PersonMoved(m) if keep && m.founds_new_household => {
+                        known.insert(m.to_household_id.clone());
+                        true
+                    }
+                    dsr_core::Payload::PersonMoved(m) => keep && known.contains(&m.to_household_id),
+                    _ => keep,
+                }
+            }
+        })
         .collect();
     let split = events.len() * 4 / 5;
     let (load, live) = events.split_at(split);
@@ -206,14 +227,41 @@ async fn main() {
     let mut acks = tokio::task::JoinSet::new();
     let mut ack_ms = Vec::new();
     let live_started = Instant::now();
+    // Requests overlap, but a household registered (or founded by a move) in one request may
+    // be named in a later one only once that request is acknowledged, as a source system
+    // would do: otherwise the later one can arrive first and be refused.
+    let mut registering: HashMap<dsr_core::HouseholdId, tokio::sync::watch::Receiver<bool>> =
+        HashMap::new();
     for b in live.chunks(100) {
         ticker.tick().await;
         let client = client.clone();
         let base = base.clone();
         let b = b.to_vec();
+        let mut after: Vec<_> = b
+            .iter()
+            .filter_map(dsr_core::reducer::target_household)
+            .filter_map(|h| registering.get(h).cloned())
+            .collect();
+        let (done, acknowledged) = tokio::sync::watch::channel(false);
+        for e in &b {
+            let founded = match &e.payload {
+                dsr_core::Payload::HouseholdRegistered(_) => e.envelope.household_id.clone(),
+                dsr_core::Payload::PersonMoved(m) if m.founds_new_household => {
+                    Some(m.to_household_id.clone())
+                }
+                _ => None,
+            };
+            if let Some(h) = founded {
+                registering.insert(h, acknowledged.clone());
+            }
+        }
         acks.spawn(async move {
+            for earlier in &mut after {
+                let _ = earlier.wait_for(|acknowledged| *acknowledged).await;
+            }
             let sent = Instant::now();
             post_all(&client, &base, &b).await;
+            let _ = done.send(true);
             sent.elapsed().as_micros() as i64
         });
         while let Some(done) = acks.try_join_next() {
@@ -256,6 +304,7 @@ async fn main() {
     let mut route_hop: Vec<i64> = routed.iter().map(|(id, at)| at - ingested[id]).collect();
     route_hop.sort_unstable();
     let mut process_hop = Vec::new();
+    let mut timeline: Vec<(i64, i64)> = Vec::new();
     let mut latencies = Vec::new();
     for p in &fx.programs {
         for r in fx.read_topic(&fx.topics.eligibility(&p.id)).await {
@@ -267,8 +316,32 @@ async fn main() {
             if let Some(at) = routed.get(&change.caused_by) {
                 process_hop.push(r.timestamp_ms.unwrap() - at);
             }
+            if let Some(at) = ingested.get(&change.caused_by) {
+                timeline.push((*at, r.timestamp_ms.unwrap() - at));
+            }
         }
     }
+    // The same latencies by tenth of the fixed-rate phase: a stall (a store's compaction, say)
+    // shows as the tenths it spans.
+    timeline.sort_unstable();
+    let tenths: Vec<(usize, i64, i64)> = match (timeline.first(), timeline.last()) {
+        (Some(first), Some(last)) => {
+            let span = (last.0 - first.0).max(1);
+            let mut buckets = vec![Vec::new(); 10];
+            for (at, l) in &timeline {
+                buckets[(((at - first.0) * 10 / span) as usize).min(9)].push(*l);
+            }
+            buckets
+                .into_iter()
+                .filter(|b| !b.is_empty())
+                .map(|mut b| {
+                    b.sort_unstable();
+                    (b.len(), b[b.len() / 2], b[b.len() - 1])
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     latencies.sort_unstable();
     process_hop.sort_unstable();
     ack_ms.sort_unstable();
@@ -296,6 +369,20 @@ async fn main() {
             percentile(&route_hop, 0.99),
             percentile(&process_hop, 0.5),
             percentile(&process_hop, 0.99)
+        );
+    }
+    if !tenths.is_empty() {
+        let show = |f: fn(&(usize, i64, i64)) -> i64| {
+            tenths
+                .iter()
+                .map(|t| f(t).to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "  by tenth of the phase: p50 {} ms; max {} ms",
+            show(|t| t.1),
+            show(|t| t.2)
         );
     }
     let mut delivered: Vec<i64> = arrivals

@@ -208,6 +208,8 @@ pub struct Active {
     pub base: u64,
     pub length: u64,
     file: File,
+    /// Bytes written by [`Active::write_lazily`] and not yet synced.
+    unsynced: bool,
 }
 
 impl Active {
@@ -233,6 +235,7 @@ impl Active {
                         base: last.base,
                         length,
                         file,
+                        unsynced: false,
                     },
                     None,
                 ))
@@ -259,6 +262,7 @@ impl Active {
                 base,
                 length: 0,
                 file,
+                unsynced: false,
             },
             Segment {
                 base,
@@ -272,6 +276,46 @@ impl Active {
         self.base + self.length
     }
 
+    /// Writes `bytes` without waiting for the disk: they are on disk with the next
+    /// [`Active::write_durably`] or [`Active::sync`] (a segment is synced before it rolls).
+    /// For offset commits, which may be lost in a power failure (their consumers then see
+    /// records again, as after any crash before a commit) but never torn.
+    pub fn write_lazily(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        match self.file.write_all(bytes) {
+            Ok(()) => {
+                self.length += bytes.len() as u64;
+                self.unsynced = true;
+                Ok(())
+            }
+            Err(source) => {
+                let _ = self.file.set_len(self.length);
+                Err(JournalError::Io {
+                    what: "cannot write to segment",
+                    path: segment_path(&self.dir, self.base),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Puts what [`Active::write_lazily`] wrote on disk.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(|source| JournalError::Io {
+                what: "cannot sync segment",
+                path: segment_path(&self.dir, self.base),
+                source,
+            })?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Active::write_lazily`] wrote something not yet on disk.
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
     /// Writes `bytes` and waits until they are on disk. On error the segment is cut back to
     /// where it was, so a failed write leaves nothing behind that recovery would have to judge.
     pub fn write_durably(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
@@ -283,6 +327,7 @@ impl Active {
         match result {
             Ok(()) => {
                 self.length += bytes.len() as u64;
+                self.unsynced = false;
                 Ok(())
             }
             Err(source) => {
@@ -301,6 +346,7 @@ impl Active {
         if self.length == 0 {
             return Ok(None);
         }
+        self.sync()?;
         let (active, segment) = Active::create(&self.dir, self.end())?;
         *self = active;
         Ok(Some(segment))
@@ -311,6 +357,7 @@ impl Active {
         if self.length < SEGMENT_BYTES {
             return Ok(None);
         }
+        self.sync()?;
         let (active, segment) = Active::create(&self.dir, self.end())?;
         *self = active;
         Ok(Some(segment))

@@ -43,6 +43,10 @@ use tokio::sync::{oneshot, watch};
 /// At most this many bytes go into one group commit.
 const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
 
+/// How long offset commits written without an `fdatasync` of their own may wait for one when
+/// nothing else is written.
+const LAZY_SYNC_AFTER: Duration = Duration::from_millis(50);
+
 /// Where one record is: its frame's position and length in the journal.
 type Slot = (u64, u32);
 
@@ -155,6 +159,12 @@ enum Request {
     CreateTopic {
         spec: NewTopicSpec,
         reply: oneshot::Sender<Result<CreateOutcome, LogError>>,
+    },
+    /// Several topics' records, written in this order in one group, refused whole if any
+    /// part would be refused ([`Log::append_phases`]).
+    AppendInOrder {
+        batches: Vec<(String, Vec<Record>)>,
+        reply: oneshot::Sender<Result<(), LogError>>,
     },
     Commit {
         group: String,
@@ -546,12 +556,32 @@ enum Answer {
         CreateOutcome,
     ),
     Commit(oneshot::Sender<Result<(), LogError>>),
+    InOrder(oneshot::Sender<Result<(), LogError>>),
 }
 
 impl Writer {
     fn run(mut self, requests: mpsc::Receiver<Request>) {
         let mut buffer = Vec::with_capacity(1 << 20);
-        while let Ok(first) = requests.recv() {
+        loop {
+            // Offset commits written lazily are synced once the writer has been idle for
+            // `LAZY_SYNC_AFTER` (any durable group syncs them earlier).
+            let first = if self.active.is_unsynced() {
+                match requests.recv_timeout(LAZY_SYNC_AFTER) {
+                    Ok(first) => first,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Err(error) = self.active.sync() {
+                            tracing::error!(%error, "embedded log: cannot sync offset commits");
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match requests.recv() {
+                    Ok(first) => first,
+                    Err(_) => break,
+                }
+            };
             buffer.clear();
             let mut frames: Vec<(u64, u32, Frame)> = Vec::new();
             let mut answers = Vec::new();
@@ -578,9 +608,19 @@ impl Writer {
             }
             let start = self.active.end();
             let Some(inner) = self.inner.upgrade() else {
-                return;
+                break;
             };
-            match self.active.write_durably(&buffer) {
+            // A group of offset commits only is not waited for: its frames are whole or
+            // absent after a crash, and a lost commit re-delivers records, as a crash before
+            // the commit would (every consumer of the log tolerates that). Anything else is
+            // acknowledged only on disk.
+            let commits_only = answers.iter().all(|a| matches!(a, Answer::Commit(_)));
+            let written = if commits_only {
+                self.active.write_lazily(&buffer)
+            } else {
+                self.active.write_durably(&buffer)
+            };
+            match written {
                 Ok(()) => {
                     let rolled = self.active.roll_if_full();
                     let mut index = inner.index.write().unwrap();
@@ -629,11 +669,17 @@ impl Writer {
                         match answer {
                             Answer::Append(reply, _) => drop(reply.send(Err(error()))),
                             Answer::Create(reply, _) => drop(reply.send(Err(error()))),
-                            Answer::Commit(reply) => drop(reply.send(Err(error()))),
+                            Answer::Commit(reply) | Answer::InOrder(reply) => {
+                                drop(reply.send(Err(error())))
+                            }
                         }
                     }
                 }
             }
+        }
+        // Closing: lazily written commits go on disk too.
+        if let Err(error) = self.active.sync() {
+            tracing::error!(%error, "embedded log: cannot sync offset commits on close");
         }
     }
 
@@ -662,9 +708,87 @@ impl Writer {
             match answer {
                 Answer::Append(reply, appended) => drop(reply.send(Ok(appended))),
                 Answer::Create(reply, outcome) => drop(reply.send(Ok(outcome))),
-                Answer::Commit(reply) => drop(reply.send(Ok(()))),
+                Answer::Commit(reply) | Answer::InOrder(reply) => drop(reply.send(Ok(()))),
             }
         }
+    }
+
+    /// Why `records` cannot be appended to `topic`, if they cannot; else the topic's id and
+    /// partition count.
+    fn check_append(&self, topic: &str, records: &[Record]) -> Result<(u32, i32), LogError> {
+        let Some(&(topic_id, count)) = self.topics.get(topic) else {
+            return Err(LogError::UnknownTopic {
+                topic: topic.to_owned(),
+            });
+        };
+        if let Some(bad) = records
+            .iter()
+            .find_map(|r| r.partition.filter(|p| *p < 0 || *p >= count))
+        {
+            return Err(LogError::Append {
+                topic: topic.to_owned(),
+                source: format!("partition {bad} does not exist (the topic has {count})").into(),
+            });
+        }
+        if let Some(size) = records
+            .iter()
+            .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+            .find(|size| *size > frame::MAX_BODY - 64 * 1024)
+        {
+            return Err(LogError::Append {
+                topic: topic.to_owned(),
+                source: format!("a record of {size} bytes is above the limit").into(),
+            });
+        }
+        Ok((topic_id, count))
+    }
+
+    /// Frames `records` (checked by [`Writer::check_append`]) into the group; returns where
+    /// each goes.
+    fn encode_records(
+        &mut self,
+        (topic_id, count): (u32, i32),
+        records: Vec<Record>,
+        buffer: &mut Vec<u8>,
+        frames: &mut Vec<(u64, u32, Frame)>,
+    ) -> Vec<Appended> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut appended = Vec::with_capacity(records.len());
+        for record in records {
+            let partition = match (record.partition, &record.key) {
+                (Some(p), _) => p,
+                (None, Some(key)) => partition_for_key(key, count),
+                (None, None) => {
+                    self.round_robin = self.round_robin.wrapping_add(1);
+                    (self.round_robin % count as u32) as Partition
+                }
+            };
+            let next = self.next_offsets.entry((topic_id, partition)).or_insert(0);
+            let offset = *next;
+            *next += 1;
+            let stored = StoredRecord {
+                topic_id,
+                partition,
+                offset,
+                timestamp_ms: Some(record.timestamp_ms.unwrap_or(now)),
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+            };
+            let at = buffer.len() as u64;
+            let length = match &self.keyring {
+                Some(keyring) => frame::encode_sealed_record(buffer, &stored, keyring),
+                None => frame::encode_record(buffer, &stored),
+            };
+            frames.push((at, length as u32, Frame::Record(stored)));
+            appended.push(Appended {
+                partition,
+                offset: Some(offset),
+            });
+        }
+        appended
     }
 
     fn encode(
@@ -679,72 +803,27 @@ impl Writer {
                 topic,
                 records,
                 reply,
-            } => {
-                let Some(&(topic_id, count)) = self.topics.get(&topic) else {
-                    let _ = reply.send(Err(LogError::UnknownTopic { topic }));
-                    return;
-                };
-                if let Some(bad) = records
-                    .iter()
-                    .find_map(|r| r.partition.filter(|p| *p < 0 || *p >= count))
-                {
-                    let _ = reply.send(Err(LogError::Append {
-                        topic: topic.clone(),
-                        source: format!("partition {bad} does not exist (the topic has {count})")
-                            .into(),
-                    }));
-                    return;
+            } => match self.check_append(&topic, &records) {
+                Ok(checked) => {
+                    let appended = self.encode_records(checked, records, buffer, frames);
+                    answers.push(Answer::Append(reply, appended));
                 }
-                if let Some(size) = records
+                Err(refused) => drop(reply.send(Err(refused))),
+            },
+            Request::AppendInOrder { batches, reply } => {
+                let checked: Result<Vec<_>, _> = batches
                     .iter()
-                    .map(|r| {
-                        r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len)
-                    })
-                    .find(|size| *size > frame::MAX_BODY - 64 * 1024)
-                {
-                    let _ = reply.send(Err(LogError::Append {
-                        topic: topic.clone(),
-                        source: format!("a record of {size} bytes is above the limit").into(),
-                    }));
-                    return;
-                }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
-                let mut appended = Vec::with_capacity(records.len());
-                for record in records {
-                    let partition = match (record.partition, &record.key) {
-                        (Some(p), _) => p,
-                        (None, Some(key)) => partition_for_key(key, count),
-                        (None, None) => {
-                            self.round_robin = self.round_robin.wrapping_add(1);
-                            (self.round_robin % count as u32) as Partition
+                    .map(|(topic, records)| self.check_append(topic, records))
+                    .collect();
+                match checked {
+                    Ok(checked) => {
+                        for (checked, (_, records)) in checked.into_iter().zip(batches) {
+                            self.encode_records(checked, records, buffer, frames);
                         }
-                    };
-                    let next = self.next_offsets.entry((topic_id, partition)).or_insert(0);
-                    let offset = *next;
-                    *next += 1;
-                    let stored = StoredRecord {
-                        topic_id,
-                        partition,
-                        offset,
-                        timestamp_ms: Some(record.timestamp_ms.unwrap_or(now)),
-                        key: record.key,
-                        value: record.value,
-                        headers: record.headers,
-                    };
-                    let at = buffer.len() as u64;
-                    let length = match &self.keyring {
-                        Some(keyring) => frame::encode_sealed_record(buffer, &stored, keyring),
-                        None => frame::encode_record(buffer, &stored),
-                    };
-                    frames.push((at, length as u32, Frame::Record(stored)));
-                    appended.push(Appended {
-                        partition,
-                        offset: Some(offset),
-                    });
+                        answers.push(Answer::InOrder(reply));
+                    }
+                    Err(refused) => drop(reply.send(Err(refused))),
                 }
-                answers.push(Answer::Append(reply, appended));
             }
             Request::CreateTopic { spec, reply } => {
                 if self.topics.contains_key(&spec.name) {
@@ -827,6 +906,21 @@ impl Log for EmbeddedLog {
             reply,
         })
         .await
+    }
+
+    /// One request to the writer: every phase's records go into one group, in order, so they
+    /// are durable and readable together (a torn tail after a crash keeps a prefix).
+    async fn append_phases(&self, phases: Vec<Vec<(String, Vec<Record>)>>) -> Result<(), LogError> {
+        let batches: Vec<_> = phases
+            .into_iter()
+            .flatten()
+            .filter(|(_, records)| !records.is_empty())
+            .collect();
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.request(|reply| Request::AppendInOrder { batches, reply })
+            .await
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32, LogError> {

@@ -42,7 +42,13 @@ impl FjallStore {
             path: dir.to_path_buf(),
             message: e.to_string(),
         };
-        let db = Database::builder(dir).open().map_err(open_err)?;
+        let db = Database::builder(dir)
+            // One background worker: with two or more, fjall's first worker re-queues every
+            // compaction for the others and spins on it while they work, a core lost under
+            // load (docs/performance.md, "fjall's worker pool").
+            .worker_threads(1)
+            .open()
+            .map_err(open_err)?;
         let keyspace = |name: &str| {
             db.keyspace(name, || {
                 // Few records: a small memtable (fjall's default is 64 MiB).
