@@ -62,7 +62,7 @@ impl DeadLetters {
         let db = Database::builder(dir)
             // One background worker: with two or more, fjall's first worker re-queues every
             // compaction for the others and spins on it while they work, a core lost under
-            // load (docs/performance.md, "fjall's worker pool").
+            // load (docs/performance.md, "latency at 10,000 events/s").
             .worker_threads(1)
             .open()
             .map_err(store)?;
