@@ -40,6 +40,18 @@ async fn read_all(log: &EmbeddedLog, topic: &str) -> Vec<dsr_log::ConsumedRecord
     out
 }
 
+/// Polls until `n` records have arrived (the member owns its partitions from then on).
+async fn poll_until_seen(member: &mut impl GroupMember, n: usize) {
+    let mut seen = 0;
+    while seen < n {
+        for event in member.poll(1000, Duration::from_secs(1)).await.unwrap() {
+            if let GroupEvent::Records(records) = event {
+                seen += records.len();
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn appends_read_back_in_kafka_partitions_with_offsets_headers_and_timestamps() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,14 +155,7 @@ async fn records_topics_and_committed_offsets_survive_a_reopen() {
         let records = (0..100).map(|i| Record::new(format!("k{i}"), format!("v{i}")));
         log.append("t.keep", records.collect()).await.unwrap();
         let mut member = log.join_group("g", &["t.keep"]).unwrap();
-        let mut seen = 0;
-        while seen < 100 {
-            for event in member.poll(1000, Duration::from_secs(1)).await.unwrap() {
-                if let GroupEvent::Records(records) = event {
-                    seen += records.len();
-                }
-            }
-        }
+        poll_until_seen(&mut member, 100).await;
         let commits: Vec<_> = (0..2)
             .map(|p| (TopicPartition::new("t.keep", p), 7))
             .collect();
@@ -251,14 +256,7 @@ async fn commits_written_lazily_are_kept_across_a_reopen() {
             .await
             .unwrap();
         let mut member = log.join_group("g", &["t.lazy"]).unwrap();
-        let mut seen = 0;
-        while seen < 1 {
-            for event in member.poll(1000, Duration::from_secs(1)).await.unwrap() {
-                if let GroupEvent::Records(records) = event {
-                    seen += records.len();
-                }
-            }
-        }
+        poll_until_seen(&mut member, 1).await;
         for offset in 1..=50 {
             member
                 .commit(&[(TopicPartition::new("t.lazy", 0), offset)])

@@ -316,29 +316,16 @@ impl Active {
         self.unsynced
     }
 
-    /// Writes `bytes` and waits until they are on disk. On error the segment is cut back to
-    /// where it was, so a failed write leaves nothing behind that recovery would have to judge.
+    /// Writes `bytes` and waits until they are on disk (with anything written lazily before
+    /// them). On error the segment is cut back to where it was, so a failed write leaves
+    /// nothing behind that recovery would have to judge.
     pub fn write_durably(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
-        let path = segment_path(&self.dir, self.base);
-        let result = self
-            .file
-            .write_all(bytes)
-            .and_then(|()| self.file.sync_data());
-        match result {
-            Ok(()) => {
-                self.length += bytes.len() as u64;
-                self.unsynced = false;
-                Ok(())
-            }
-            Err(source) => {
-                let _ = self.file.set_len(self.length);
-                Err(JournalError::Io {
-                    what: "cannot write durably to segment",
-                    path,
-                    source,
-                })
-            }
-        }
+        let before = self.length;
+        self.write_lazily(bytes)?;
+        self.sync().inspect_err(|_| {
+            let _ = self.file.set_len(before);
+            self.length = before;
+        })
     }
 
     /// Starts a new segment now, unless this one is empty; returns it for the readers.
