@@ -124,6 +124,30 @@ pub enum LogError {
         source: Cause,
     },
 
+    #[error(
+        "the broker at `{bootstrap}` refused transactions: {reason}; run without \
+         `--transactions` (dsr's output fences give effectively-once without them, \
+         docs/architecture.md) or enable transactions on the broker"
+    )]
+    TransactionsRefused { bootstrap: String, reason: String },
+
+    #[error(
+        "a transaction of consumer group `{group}` failed and was aborted: {source}; nothing it \
+         appended is readable (read committed) and its offsets are not committed: restart the \
+         processor, which processes the same records again"
+    )]
+    Transaction {
+        group: String,
+        #[source]
+        source: Cause,
+    },
+
+    #[error(
+        "this log was not made with transactions: {what} needs a Kafka log made by \
+         `KafkaLog::with_transactions` (`dsr process --transactions`)"
+    )]
+    NotTransactional { what: &'static str },
+
     #[error("{what} did not finish within {after:?}; check that the broker is reachable")]
     Timeout { what: String, after: Duration },
 }

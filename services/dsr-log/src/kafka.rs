@@ -52,6 +52,8 @@ pub struct KafkaConfig {
     pub request_timeout: Duration,
     /// Extra librdkafka properties, applied last.
     pub overrides: Vec<(String, String)>,
+    /// `transactional.id` of a transactional producer ([`KafkaLog::with_transactions`]).
+    pub transactional_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -63,6 +65,7 @@ impl KafkaConfig {
             session_timeout_ms: 10_000,
             request_timeout: Duration::from_secs(10),
             overrides: Vec::new(),
+            transactional_id: None,
         }
     }
 
@@ -96,6 +99,9 @@ impl KafkaConfig {
             .set("partitioner", "murmur2_random")
             .set("allow.auto.create.topics", "false")
             .set("linger.ms", "5");
+        if let Some(id) = &self.transactional_id {
+            config.set("transactional.id", id);
+        }
         self.apply_overrides(&mut config);
         config
     }
@@ -192,6 +198,8 @@ pub struct KafkaLog {
     config: KafkaConfig,
     producer: FutureProducer<TracingContext>,
     partition_counts: std::sync::Arc<Mutex<HashMap<String, i32>>>,
+    /// Made by [`KafkaLog::with_transactions`]: its group members commit in transactions.
+    transactional: bool,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -213,7 +221,36 @@ impl KafkaLog {
             config,
             producer,
             partition_counts: Default::default(),
+            transactional: false,
         })
+    }
+
+    /// A log whose producer is transactional (`transactional.id`), for a processor that
+    /// appends its outputs and commits its input offsets in one Kafka transaction
+    /// ([`GroupMember::begin_transaction`]). `transactional_id` must be stable across restarts
+    /// of one instance and differ between instances: a restarted instance fences its previous
+    /// incarnation's producer and aborts its open transaction. Fails with
+    /// [`LogError::TransactionsRefused`] when the broker does not support transactions.
+    pub async fn with_transactions(
+        mut config: KafkaConfig,
+        transactional_id: impl Into<String>,
+    ) -> Result<Self, LogError> {
+        config.transactional_id = Some(transactional_id.into());
+        let mut log = Self::new(config)?;
+        log.transactional = true;
+        let producer = log.producer.clone();
+        let timeout = log.config.request_timeout;
+        let refused = |reason: String| LogError::TransactionsRefused {
+            bootstrap: log.config.bootstrap.clone(),
+            reason,
+        };
+        tokio::task::spawn_blocking(move || producer.init_transactions(timeout))
+            .await
+            .map_err(|error| {
+                refused(blocking_error("initialising transactions", error).to_string())
+            })?
+            .map_err(|error| refused(error.to_string()))?;
+        Ok(log)
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -452,12 +489,20 @@ impl Log for KafkaLog {
         self.watermarks(partition).await
     }
 
+    fn transactional(&self) -> bool {
+        self.transactional
+    }
+
     fn reader(&self) -> Result<KafkaReader, LogError> {
         KafkaReader::new(&self.config)
     }
 
     fn join_group(&self, group_id: &str, topics: &[&str]) -> Result<KafkaMember, LogError> {
-        KafkaMember::join(&self.config, group_id, topics)
+        let mut member = KafkaMember::join(&self.config, group_id, topics)?;
+        if self.transactional {
+            member.transactions = Some(self.producer.clone());
+        }
+        Ok(member)
     }
 }
 
@@ -642,6 +687,8 @@ pub struct KafkaMember {
     group: String,
     topics: Vec<String>,
     request_timeout: Duration,
+    /// The log's transactional producer, when the log was made with transactions.
+    transactions: Option<FutureProducer<TracingContext>>,
 }
 
 impl std::fmt::Debug for KafkaMember {
@@ -670,6 +717,7 @@ impl KafkaMember {
             group: group_id.to_owned(),
             topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),
             request_timeout: config.request_timeout,
+            transactions: None,
         })
     }
 
@@ -716,6 +764,45 @@ impl KafkaMember {
                 }
             }
         }
+    }
+
+    /// `offsets` as librdkafka's list, after checking that this member owns every partition.
+    fn owned_offsets(
+        &self,
+        offsets: &[(TopicPartition, Offset)],
+    ) -> Result<TopicPartitionList, LogError> {
+        let not_owned: Vec<TopicPartition> = {
+            let assignment = self
+                .consumer
+                .context()
+                .assignment
+                .lock()
+                .expect("assignment");
+            offsets
+                .iter()
+                .filter(|(partition, _)| !assignment.contains(partition))
+                .map(|(partition, _)| partition.clone())
+                .collect()
+        };
+        if !not_owned.is_empty() {
+            return Err(LogError::NotAssigned {
+                group: self.group.clone(),
+                partitions: not_owned,
+            });
+        }
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (partition, offset) in offsets {
+            list.add_partition_offset(
+                &partition.topic,
+                partition.partition,
+                KafkaOffset::Offset(*offset),
+            )
+            .map_err(|error| LogError::Commit {
+                group: self.group.clone(),
+                source: Box::new(error),
+            })?;
+        }
+        Ok(list)
     }
 
     fn group_error(&self, error: KafkaError) -> LogError {
@@ -788,43 +875,72 @@ impl GroupMember for KafkaMember {
         if offsets.is_empty() {
             return Ok(());
         }
-        let not_owned: Vec<TopicPartition> = {
-            let assignment = self
-                .consumer
-                .context()
-                .assignment
-                .lock()
-                .expect("assignment");
-            offsets
-                .iter()
-                .filter(|(partition, _)| !assignment.contains(partition))
-                .map(|(partition, _)| partition.clone())
-                .collect()
-        };
-        if !not_owned.is_empty() {
-            return Err(LogError::NotAssigned {
-                group: self.group.clone(),
-                partitions: not_owned,
-            });
-        }
+        let list = self.owned_offsets(offsets)?;
         let commit_error = |source: Cause| LogError::Commit {
             group: self.group.clone(),
             source,
         };
-        let mut list = TopicPartitionList::with_capacity(offsets.len());
-        for (partition, offset) in offsets {
-            list.add_partition_offset(
-                &partition.topic,
-                partition.partition,
-                KafkaOffset::Offset(*offset),
-            )
-            .map_err(|error| commit_error(Box::new(error)))?;
-        }
         let consumer = Arc::clone(&self.consumer);
         tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
             .await
             .map_err(|error| commit_error(blocking_error("committing", error)))?
             .map_err(|error| commit_error(Box::new(error)))
+    }
+
+    async fn begin_transaction(&mut self) -> Result<(), LogError> {
+        let producer = self
+            .transactions
+            .as_ref()
+            .ok_or(LogError::NotTransactional {
+                what: "begin_transaction",
+            })?;
+        producer
+            .begin_transaction()
+            .map_err(|error| LogError::Transaction {
+                group: self.group.clone(),
+                source: Box::new(error),
+            })
+    }
+
+    async fn commit_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, Offset)],
+    ) -> Result<(), LogError> {
+        let producer = self
+            .transactions
+            .clone()
+            .ok_or(LogError::NotTransactional {
+                what: "commit_transaction",
+            })?;
+        let group = self.group.clone();
+        let failed = |source: Cause| LogError::Transaction {
+            group: group.clone(),
+            source,
+        };
+        let list = self.owned_offsets(offsets)?;
+        let metadata = self.consumer.group_metadata().ok_or_else(|| {
+            failed("the consumer has no group metadata (it has not joined the group)".into())
+        })?;
+        let timeout = self.request_timeout;
+        tokio::task::spawn_blocking(move || {
+            let result = if list.count() > 0 {
+                producer.send_offsets_to_transaction(&list, &metadata, timeout)
+            } else {
+                Ok(())
+            }
+            .and_then(|()| producer.commit_transaction(timeout));
+            if result.is_err() {
+                // Whatever the failure, nothing of this transaction may become readable; the
+                // records are processed again after a restart.
+                if let Err(error) = producer.abort_transaction(timeout) {
+                    tracing::warn!(%error, "aborting the failed transaction failed too");
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|error| failed(blocking_error("committing the transaction", error)))?
+        .map_err(|error| failed(Box::new(error)))
     }
 
     async fn committed(

@@ -263,6 +263,16 @@ pub trait Log: Send + Sync {
         }
     }
 
+    /// Whether this log appends in transactions: a Kafka log made with
+    /// `KafkaLog::with_transactions`. Then a processor wraps each poll's work in its group
+    /// member's [`GroupMember::begin_transaction`] and [`GroupMember::commit_transaction`]
+    /// instead of [`GroupMember::commit`]; its outputs need no fences, and read-committed
+    /// readers skip the transaction markers (a partition's end offset may be a marker, not a
+    /// record).
+    fn transactional(&self) -> bool {
+        false
+    }
+
     /// The number of partitions of `topic` (an error names a missing topic).
     fn partition_count(&self, topic: &str) -> impl Future<Output = Result<i32, LogError>> + Send;
 
@@ -353,6 +363,31 @@ pub trait GroupMember: Send {
         &mut self,
         offsets: &[(TopicPartition, Offset)],
     ) -> impl Future<Output = Result<(), LogError>> + Send;
+
+    /// Begins a transaction: what the log appends from now until
+    /// [`GroupMember::commit_transaction`] becomes readable to read-committed readers together
+    /// with the committed offsets, or (on a crash or an error) not at all.
+    fn begin_transaction(&mut self) -> impl Future<Output = Result<(), LogError>> + Send {
+        async {
+            Err(LogError::NotTransactional {
+                what: "begin_transaction",
+            })
+        }
+    }
+
+    /// Commits the transaction begun by [`GroupMember::begin_transaction`] with these offsets
+    /// (as [`GroupMember::commit`] takes them). On error the transaction is aborted.
+    fn commit_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, Offset)],
+    ) -> impl Future<Output = Result<(), LogError>> + Send {
+        let _ = offsets;
+        async {
+            Err(LogError::NotTransactional {
+                what: "commit_transaction",
+            })
+        }
+    }
 
     /// The group's committed offsets for `partitions` (`None`: nothing committed).
     fn committed(

@@ -247,11 +247,21 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                         }
                         // The partitions of one poll are processed side by side: their produce
                         // round trips overlap, and one group commit covers them all.
-                        let work = owned.iter_mut().filter_map(|(p, o)| {
-                            by_partition.remove(p).map(|records| (*p, o, records))
-                        });
+                        let work: Vec<_> = owned
+                            .iter_mut()
+                            .filter_map(|(p, o)| {
+                                by_partition.remove(p).map(|records| (*p, o, records))
+                            })
+                            .collect();
+                        if work.is_empty() {
+                            continue;
+                        }
+                        if self.log.transactional() {
+                            member.begin_transaction().await?;
+                        }
                         let results = futures_util::future::join_all(
-                            work.map(|(p, o, records)| self.process(o, p, records)),
+                            work.into_iter()
+                                .map(|(p, o, records)| self.process(o, p, records)),
                         )
                         .await;
                         let mut offsets = Vec::new();
@@ -274,6 +284,13 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                                 .map_err(|e| {
                                     StoreError::Backend(format!("the state sync task failed: {e}"))
                                 })??;
+                        }
+                        if self.log.transactional() {
+                            // Outputs and offsets become visible together. State synced
+                            // before a failed commit is ahead of the group's offset, and a
+                            // take-over then rebuilds it from the changelog (`take_over`).
+                            member.commit_transaction(&offsets).await?;
+                        } else if !offsets.is_empty() {
                             member.commit(&offsets).await?;
                         }
                     }
@@ -298,14 +315,22 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         // instance owned the partition before and another one moved it on since): the
         // changelog has the current records. Local state at or past the committed offset is
         // this instance's own latest and is kept.
+        // In transactions, local state ahead of the group's offset belongs to a transaction
+        // that did not commit (its outputs were aborted): rebuilt too.
         let mut restored = 0;
-        if local == 0 || local < committed {
+        if local == 0 || local < committed || (self.log.transactional() && local != committed) {
             restored = self.restore(&state, p, committed).await?;
         }
         let task = HouseholdTask::new(state, self.model.clone(), self.programs.clone())?
             .with_max_parked(self.max_parked_per_household)
             .with_cache_capacity(self.cache_households);
         let mut fences = HashMap::new();
+        if self.log.transactional() {
+            // Aborted outputs are never read, committed ones came with their offsets: no
+            // output can be written twice, so there is nothing to fence.
+            tracing::info!(partition = p, "partition taken over (transactional)");
+            return Ok((Owned { task, fences }, restored));
+        }
         let mut exclusive = vec![
             self.topics.changelog.clone(),
             self.topics.parked.clone(),
@@ -508,7 +533,9 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
             None => Ok(()),
         })
         .await?;
-        if reached < end {
+        // In transactions a partition ends with a commit marker, which readers never see: the
+        // last record read is before the end offset.
+        if reached < end && !self.log.transactional() {
             return Err(RunError::Restore {
                 topic: topic.to_owned(),
                 partition: p,

@@ -163,3 +163,42 @@ async fn publish_reports_bad_lines_and_tail_decodes_what_was_published() {
         "{stderr}"
     );
 }
+
+/// `dsr process --transactions` on a broker without transactions (nisshi refuses a producer
+/// with a `transactional.id`) stops at start, saying that the broker refused and what to do,
+/// instead of processing without the guarantee it was asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_with_transactions_stops_when_the_broker_refuses_them() {
+    let fx = KafkaFixture::start(&repo()).await;
+    let bootstrap = fx.broker().bootstrap();
+    let registry = fx.registry_url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let keys = dir.path().join("keys");
+    let out = tokio::task::spawn_blocking(move || {
+        dsr(&[
+            "process",
+            "--bootstrap",
+            &bootstrap,
+            "--schema-registry",
+            &registry,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            "--transactions",
+        ])
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refused transactions") && stderr.contains("run without `--transactions`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("transactional.id dsr-household-processor@"),
+        "{stderr}"
+    );
+}

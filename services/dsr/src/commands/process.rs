@@ -49,6 +49,16 @@ pub struct Process {
     /// A file holding the key-encryption key (64 hex digits); `DSR_KEK` wins over it.
     #[arg(long, env = "DSR_KEK_FILE")]
     kek_file: Option<PathBuf>,
+    /// Append each poll's outputs and commit its offsets in one Kafka transaction, for brokers
+    /// that support transactions (nisshi and tansu do not). Without it, dsr's output fences
+    /// give effectively-once (docs/architecture.md).
+    #[arg(long, env = "DSR_TRANSACTIONS")]
+    transactions: bool,
+    /// The producer's `transactional.id` with `--transactions`: stable across restarts of this
+    /// instance, different for every instance (default: the group, the host name and the state
+    /// directory).
+    #[arg(long, requires = "transactions")]
+    transactional_id: Option<String>,
 }
 
 impl Process {
@@ -74,7 +84,17 @@ impl Process {
             )
             .await
             .context("registering dsr's schemas")?;
-            let log = KafkaLog::new(KafkaConfig::new(&self.bootstrap))?;
+            let config = KafkaConfig::new(&self.bootstrap);
+            let log = if self.transactions {
+                let id = match &self.transactional_id {
+                    Some(id) => id.clone(),
+                    None => default_transactional_id(&self.group, &self.state_dir)?,
+                };
+                eprintln!("dsr process: transactions on, transactional.id {id}");
+                KafkaLog::with_transactions(config, id).await?
+            } else {
+                KafkaLog::new(config)?
+            };
             let processor = HouseholdProcessor {
                 log,
                 codec: WireCodec::new(ids).with_registry(client.clone()),
@@ -106,4 +126,15 @@ impl Process {
             anyhow::Ok(())
         })
     }
+}
+
+/// One instance's `transactional.id`: it must outlive restarts (a restarted instance fences its
+/// previous incarnation) and differ between instances, as each instance's state directory does.
+fn default_transactional_id(group: &str, state_dir: &std::path::Path) -> Result<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let dir = std::fs::canonicalize(state_dir)
+        .with_context(|| format!("resolving the state directory {}", state_dir.display()))?;
+    Ok(format!("{group}@{host}:{}", dir.display()))
 }
