@@ -761,10 +761,14 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         // A processor that restores a partition from the changelog treats the events a
         // household already reflects as done, so whatever those events produced must already
         // be in the log.
+        // In a transaction the order does not matter (all of it becomes readable, or none):
+        // one phase.
         let mut state_changelogs = BTreeMap::new();
-        for topic in [&self.topics.changelog, &self.topics.parked] {
-            if let Some(records) = by_topic.remove(topic) {
-                state_changelogs.insert(topic.clone(), records);
+        if !self.log.transactional() {
+            for topic in [&self.topics.changelog, &self.topics.parked] {
+                if let Some(records) = by_topic.remove(topic) {
+                    state_changelogs.insert(topic.clone(), records);
+                }
             }
         }
         let mut phases = Vec::with_capacity(2);
