@@ -47,8 +47,21 @@ pub enum ServingError {
 /// keyspaces held hundreds of MB that grew with the registry). Set when a keyspace is created.
 pub const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// The value size from which values are kept apart from keys (`keyspace_options`): index
+/// entries stay inline, sealed household records (~1 KB) go to blob files.
+pub const SEPARATE_VALUES_FROM: u32 = 256;
+
+/// Values of [`SEPARATE_VALUES_FROM`] bytes and more (household records) are kept in blob
+/// files apart from the keys (fjall's key-value separation): every event rewrites a household,
+/// and compacting the records themselves wrote several times the embedded log's bytes in bursts that
+/// stalled the log's fdatasync (docs/performance.md, "the disk, not the CPU"). Like the memtable
+/// size, set when a keyspace is created.
 fn keyspace_options() -> KeyspaceCreateOptions {
-    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+    KeyspaceCreateOptions::default()
+        .max_memtable_size(MEMTABLE_BYTES)
+        .with_kv_separation(Some(
+            fjall::KvSeparationOptions::default().separation_threshold(SEPARATE_VALUES_FROM),
+        ))
 }
 
 fn backend(e: fjall::Error) -> ServingError {
