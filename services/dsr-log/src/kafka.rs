@@ -766,6 +766,16 @@ impl KafkaMember {
         }
     }
 
+    /// The log's transactional producer, or what was asked of a member without one.
+    fn transactional_producer(
+        &self,
+        what: &'static str,
+    ) -> Result<&FutureProducer<TracingContext>, LogError> {
+        self.transactions
+            .as_ref()
+            .ok_or(LogError::NotTransactional { what })
+    }
+
     /// `offsets` as librdkafka's list, after checking that this member owns every partition.
     fn owned_offsets(
         &self,
@@ -888,13 +898,7 @@ impl GroupMember for KafkaMember {
     }
 
     async fn begin_transaction(&mut self) -> Result<(), LogError> {
-        let producer = self
-            .transactions
-            .as_ref()
-            .ok_or(LogError::NotTransactional {
-                what: "begin_transaction",
-            })?;
-        producer
+        self.transactional_producer("begin_transaction")?
             .begin_transaction()
             .map_err(|error| LogError::Transaction {
                 group: self.group.clone(),
@@ -906,12 +910,7 @@ impl GroupMember for KafkaMember {
         &mut self,
         offsets: &[(TopicPartition, Offset)],
     ) -> Result<(), LogError> {
-        let producer = self
-            .transactions
-            .clone()
-            .ok_or(LogError::NotTransactional {
-                what: "commit_transaction",
-            })?;
+        let producer = self.transactional_producer("commit_transaction")?.clone();
         let group = self.group.clone();
         let failed = |source: Cause| LogError::Transaction {
             group: group.clone(),
