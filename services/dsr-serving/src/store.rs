@@ -26,7 +26,7 @@
 use dsr_core::{EventId, Household, HouseholdId, PersonId};
 use dsr_crypto::{Keyring, Pseudonym};
 use dsr_store::codec;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, PersistMode};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -41,27 +41,6 @@ pub enum ServingError {
     Backend(String),
     #[error("the serving store holds an unreadable {what}: {message}; delete the serving directory to rebuild it from the changelog")]
     Corrupt { what: String, message: String },
-}
-
-/// Each keyspace's memtable (fjall's default is 64 MiB each, with no limit on their sum: six
-/// keyspaces held hundreds of MB that grew with the registry). Set when a keyspace is created.
-pub const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
-
-/// The value size from which values are kept apart from keys (`keyspace_options`): index
-/// entries stay inline, sealed household records (~1 KB) go to blob files.
-pub const SEPARATE_VALUES_FROM: u32 = 256;
-
-/// Values of [`SEPARATE_VALUES_FROM`] bytes and more (household records) are kept in blob
-/// files apart from the keys (fjall's key-value separation): every event rewrites a household,
-/// and compacting the records themselves wrote several times the embedded log's bytes in bursts that
-/// stalled the log's fdatasync (docs/performance.md, "the disk, not the CPU"). Like the memtable
-/// size, set when a keyspace is created.
-fn keyspace_options() -> KeyspaceCreateOptions {
-    KeyspaceCreateOptions::default()
-        .max_memtable_size(MEMTABLE_BYTES)
-        .with_kv_separation(Some(
-            fjall::KvSeparationOptions::default().separation_threshold(SEPARATE_VALUES_FROM),
-        ))
 }
 
 fn backend(e: fjall::Error) -> ServingError {
@@ -203,7 +182,7 @@ impl ServingStore {
             .worker_threads(1)
             .open()
             .map_err(open_err)?;
-        let ks = |name: &str| db.keyspace(name, keyspace_options);
+        let ks = |name: &str| db.keyspace(name, dsr_store::fjall_state::keyspace_options);
         let store = ServingStore {
             households: ks("households").map_err(open_err)?,
             history: ks("history").map_err(open_err)?,

@@ -200,20 +200,22 @@ pub struct FjallPartition {
     partition: u32,
 }
 
-/// Each keyspace's memtable (two keyspaces per partition; fjall's default is 64 MiB each, with
-/// no limit on their sum, which grew with the registry). Set when a keyspace is created.
+/// Each keyspace's memtable (fjall's default is 64 MiB each, with no limit on their sum, which
+/// grew with the registry: the state store has two keyspaces per partition, the serving store
+/// six). Set when a keyspace is created.
 pub const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// The value size from which values are kept apart from keys (`keyspace_options`): index
+/// The value size from which values are kept apart from keys ([`keyspace_options`]): index
 /// entries stay inline, sealed household records (~1 KB) go to blob files.
 pub const SEPARATE_VALUES_FROM: u32 = 256;
 
-/// Values of [`SEPARATE_VALUES_FROM`] bytes and more (household records) are kept in blob
-/// files apart from the keys (fjall's key-value separation): every event rewrites a household,
-/// and compacting the records themselves wrote several times the embedded log's bytes in bursts that
-/// stalled the log's fdatasync (docs/performance.md, "the disk, not the CPU"). Like the memtable
-/// size, set when a keyspace is created.
-fn keyspace_options() -> KeyspaceCreateOptions {
+/// How the stores of household records (this state store and `dsr-serving`'s serving store)
+/// create their fjall keyspaces. Values of [`SEPARATE_VALUES_FROM`] bytes and more (household
+/// records) are kept in blob files apart from the keys (fjall's key-value separation): every
+/// event rewrites a household, and compacting the records themselves wrote several times the
+/// embedded log's bytes in bursts that stalled the log's fdatasync (docs/performance.md, "the
+/// disk, not the CPU"). Like the memtable size, set when a keyspace is created.
+pub fn keyspace_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .max_memtable_size(MEMTABLE_BYTES)
         .with_kv_separation(Some(
