@@ -2,13 +2,13 @@
 //! processor, over a realistic year of life events from the shared synthetic population.
 //! State lookups use a HashMap, as a processor's in-memory cache would.
 //!
-//! `cargo bench -p dsr-core --bench process`
+//! `cargo bench -p dsr-core --bench process` (`DSR_BENCH_HOUSEHOLDS=N` for another population size)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dsr_core::eligibility::Program;
+use dsr_core::ids::HouseholdMap;
 use dsr_core::reducer::target_household;
-use dsr_core::{process, Context, Household, HouseholdId, PmtModel};
-use std::collections::HashMap;
+use dsr_core::{process, Context, Household, PmtModel};
 
 const PROGRAMS: [&str; 3] = [
     include_str!("../../../programs/child-grant.yaml"),
@@ -17,7 +17,13 @@ const PROGRAMS: [&str; 3] = [
 ];
 
 fn bench(c: &mut Criterion) {
-    let population = dsr_synth::fixtures::small_population(7, 20_000);
+    // DSR_BENCH_HOUSEHOLDS: a smaller population fits in the CPU's caches, which shows how
+    // much of the per-event cost is memory rather than arithmetic.
+    let households = std::env::var("DSR_BENCH_HOUSEHOLDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let population = dsr_synth::fixtures::small_population(7, households);
     let model = PmtModel::default_model();
     let programs: Vec<Program> = PROGRAMS
         .iter()
@@ -27,7 +33,8 @@ fn bench(c: &mut Criterion) {
         model: &model,
         programs: &programs,
     };
-    let mut registered: HashMap<HouseholdId, Option<Household>> = HashMap::new();
+    // The pipeline's household map (seeded foldhash).
+    let mut registered: HouseholdMap<Option<Household>> = HouseholdMap::default();
     for e in &population.households {
         let hid = target_household(e)
             .expect("registrations name their household")
@@ -52,7 +59,16 @@ fn bench(c: &mut Criterion) {
             || registered.clone(),
             |mut states| {
                 let mut changes = 0usize;
-                for e in &events {
+                for (i, e) in events.iter().enumerate() {
+                    // As a processor does: the next event's household starts loading into the
+                    // CPU's cache while this event is processed (`Household::prefetch`).
+                    if let Some(Some(next)) = events
+                        .get(i + 1)
+                        .and_then(target_household)
+                        .and_then(|hid| states.get(hid))
+                    {
+                        next.prefetch();
+                    }
                     let hid = target_household(e).expect("household events name their household");
                     let out = match states.get_mut(hid) {
                         Some(slot) => process(slot, e, &ctx),
