@@ -214,7 +214,7 @@ mod tests {
                 rule_version: 1,
                 eligible: true,
                 benefit: 10.0,
-                inputs: Vec::new(),
+                inputs: Default::default(),
             });
         }
         h

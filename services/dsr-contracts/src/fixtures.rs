@@ -480,7 +480,8 @@ pub fn household_records() -> Vec<Household> {
                     input("need_score", Scalar::Number(63.25)),
                     input("size", Scalar::Int(2)),
                     input("members.age", Scalar::Digest(0xcbf2_9ce4_8422_2325)),
-                ],
+                ]
+                .into(),
             },
             ProgramStatus {
                 program_id: "food-aid".into(),
@@ -491,7 +492,8 @@ pub fn household_records() -> Vec<Household> {
                     input("dissolved", Scalar::Bool(false)),
                     input("area", Scalar::Text("R01.D03.S12.V045".into())),
                     input("members.sex", Scalar::Digest(u64::MAX)),
-                ],
+                ]
+                .into(),
             },
         ],
         version: 17,
@@ -541,7 +543,8 @@ pub fn household_records() -> Vec<Household> {
                 input("empty", Scalar::Text("".into())),
                 input("true", Scalar::Bool(true)),
                 input("tiny", Scalar::Number(f64::MIN_POSITIVE)),
-            ],
+            ]
+            .into(),
         }],
         version: i64::MAX as u64,
         as_of: Micros(i64::MIN),

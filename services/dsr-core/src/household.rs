@@ -182,7 +182,7 @@ pub struct ProgramStatus {
     pub eligible: bool,
     pub benefit: f64,
     /// The rule's inputs as they were, to say which changed.
-    pub inputs: Vec<crate::eligibility::InputValue>,
+    pub inputs: crate::eligibility::RuleInputs,
 }
 
 /// How many applied event ids a household remembers for idempotency. Redelivery from the log
@@ -283,8 +283,8 @@ impl Household {
             .map(|i| self.members.remove(i))
     }
 
-    /// Asks the CPU to start loading this record's heap data — members, recent event ids,
-    /// program statuses and their inputs — into its cache, and returns at once.
+    /// Asks the CPU to start loading this record's heap data — members, recent event ids and
+    /// program statuses with their inputs — into its cache, and returns at once.
     ///
     /// Why: with more households than fit in the CPU's cache, most of an event's cost is waiting
     /// for its household's memory (the domain-core benchmark ran twice as fast on a population
@@ -296,9 +296,6 @@ impl Household {
         prefetch_lines(&self.members);
         prefetch_lines(&self.recent_events);
         prefetch_lines(&self.programs);
-        for p in &self.programs {
-            prefetch_lines(&p.inputs);
-        }
     }
 
     pub fn has_applied(&self, id: &EventId) -> bool {

@@ -69,7 +69,7 @@ fn main() {
             rule_version: 1,
             eligible: i.is_multiple_of(3),
             benefit: if i.is_multiple_of(3) { 150.0 } else { 0.0 },
-            inputs: Vec::new(),
+            inputs: Default::default(),
         }];
         batch.push((h, 0));
         if batch.len() == 10_000 {

@@ -220,7 +220,9 @@ fn program_from(v: Value, at: &At) -> Result<ProgramStatus, DecodeError> {
         rule_version: f.get("rule_version", at, read::uint)?,
         eligible: f.get("eligible", at, read::boolean)?,
         benefit: f.get("benefit", at, read::double)?,
-        inputs: f.get("inputs", at, |v, at| read::list(v, at, input_from))?,
+        inputs: f
+            .get("inputs", at, |v, at| read::list(v, at, input_from))?
+            .into(),
     })
 }
 

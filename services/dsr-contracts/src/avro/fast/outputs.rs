@@ -382,7 +382,7 @@ impl HouseholdRecordIn {
                     rule_version: uint(|| format!("programs[{i}].rule_version"), p.rule_version)?,
                     eligible: p.eligible,
                     benefit: p.benefit,
-                    inputs: p.inputs.0,
+                    inputs: p.inputs.0.into(),
                 })
             })
             .collect::<Result<_, DecodeError>>()?;
