@@ -197,28 +197,30 @@ pub(crate) fn decide_program(
         previous.map(|s| (s.eligible, s.benefit)),
         (eligible, benefit),
     );
-    values.clear();
-    p.input_values_into(input, values);
-    let change = (kind != ChangeKind::Unchanged).then(|| EligibilityChange {
-        change_id: match cause.change_id {
-            ChangeIdFrom::EventAndProgram => change_id(&cause.caused_by, &p.id),
-            ChangeIdFrom::Fixed(id) => id,
-        },
-        program_id: p.id.clone(),
-        household_id: household_id.clone(),
-        kind,
-        reasons: change_reasons(
-            previous,
-            &p.named_inputs(values.iter().cloned()),
+    let change = (kind != ChangeKind::Unchanged).then(|| {
+        values.clear();
+        p.input_values_into(input, values);
+        EligibilityChange {
+            change_id: match cause.change_id {
+                ChangeIdFrom::EventAndProgram => change_id(&cause.caused_by, &p.id),
+                ChangeIdFrom::Fixed(id) => id,
+            },
+            program_id: p.id.clone(),
+            household_id: household_id.clone(),
+            kind,
+            reasons: change_reasons(
+                previous,
+                &p.named_inputs(values.iter().cloned()),
+                benefit,
+                p,
+            ),
             benefit,
-            p,
-        ),
-        benefit,
-        rule_version: p.rule_version,
-        household_version,
-        caused_by: cause.caused_by,
-        occurred_at: cause.occurred_at,
-        scale_up: None,
+            rule_version: p.rule_version,
+            household_version,
+            caused_by: cause.caused_by,
+            occurred_at: cause.occurred_at,
+            scale_up: None,
+        }
     });
     // Update in place: an unchanged household allocates nothing here.
     match index {
@@ -227,12 +229,14 @@ pub(crate) fn decide_program(
             s.eligible = eligible;
             s.benefit = benefit;
             s.rule_version = p.rule_version;
-            p.store_inputs(&mut s.inputs, values);
+            p.refresh_inputs(input, &mut s.inputs);
         }
         None => {
             let at = statuses
                 .binary_search_by(|s| s.program_id.cmp(&p.id))
                 .unwrap_or_else(|i| i);
+            let mut inputs = Default::default();
+            p.refresh_inputs(input, &mut inputs);
             statuses.insert(
                 at,
                 ProgramStatus {
@@ -240,7 +244,7 @@ pub(crate) fn decide_program(
                     rule_version: p.rule_version,
                     eligible,
                     benefit,
-                    inputs: p.named_inputs(values.drain(..)),
+                    inputs,
                 },
             );
         }

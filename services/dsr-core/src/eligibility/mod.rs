@@ -352,48 +352,67 @@ impl Program {
             .collect()
     }
 
-    /// The values of the rule's inputs as they are now, without their names (the hot path keeps
-    /// the names already in the household's status and only compares values).
+    /// The values of the rule's inputs as they are now, without their names, in the order of
+    /// [`Program::input_names`].
     pub fn input_values_into(&self, input: &Input, out: &mut Vec<Scalar>) {
-        let wanted = &self.inputs;
-        for f in &wanted.household {
+        for f in &self.inputs.household {
             out.push(scalar(rule::read_household_field(*f, input)));
         }
-        if !wanted.members.is_empty() {
-            let mut hash = Digest::new();
-            let ages = input.facts.ages.iter().copied();
-            for (m, age) in input.household.members.iter().zip(ages) {
-                hash.write(m.person_id.as_str().as_bytes());
-                for f in &wanted.members {
-                    match rule::read_member_field(*f, m, age) {
-                        Value::Bool(b) => hash.word(b as u64),
-                        Value::Int(i) => hash.word(i as u64),
-                        Value::Double(d) => hash.word(d.to_bits()),
-                        Value::Str(s) => hash.write(s.as_bytes()),
-                    }
-                }
-            }
-            out.push(Scalar::Digest(hash.0));
+        if !self.inputs.members.is_empty() {
+            out.push(Scalar::Digest(self.members_digest(input)));
         }
     }
 
-    /// Writes `values` into `inputs` (a status's inputs) in place when they are this rule's
-    /// inputs already (same names, same order), or replaces them. In place, an unchanged input
-    /// costs a comparison: no names are built and nothing is allocated or freed.
-    pub fn store_inputs(&self, inputs: &mut RuleInputs, values: &mut Vec<Scalar>) {
-        let same_names = inputs.len() == values.len()
-            && inputs
-                .iter()
-                .map(|i| i.name.as_str())
-                .eq(self.input_names());
-        if same_names {
-            for (slot, value) in inputs.iter_mut().zip(values.drain(..)) {
-                if slot.value != value {
-                    slot.value = value;
+    /// One digest over every member's id and the member fields the rule reads.
+    fn members_digest(&self, input: &Input) -> u64 {
+        let mut hash = Digest::new();
+        let ages = input.facts.ages.iter().copied();
+        for (m, age) in input.household.members.iter().zip(ages) {
+            hash.write(m.person_id.as_str().as_bytes());
+            for f in &self.inputs.members {
+                match rule::read_member_field(*f, m, age) {
+                    Value::Bool(b) => hash.word(b as u64),
+                    Value::Int(i) => hash.word(i as u64),
+                    Value::Double(d) => hash.word(d.to_bits()),
+                    Value::Str(s) => hash.write(s.as_bytes()),
                 }
             }
-        } else {
-            *inputs = self.named_inputs(values.drain(..));
+        }
+        hash.0
+    }
+
+    /// Brings `inputs` (a status's inputs) up to date with the household, in place when they
+    /// are this rule's inputs already (same names, same order), else by replacing them.
+    ///
+    /// This runs for every program on every event, and most inputs have not changed: each
+    /// value is compared as it is read, and only a changed one is converted and written, so
+    /// the usual case builds no names, copies no text and allocates nothing.
+    pub fn refresh_inputs(&self, input: &Input, inputs: &mut RuleInputs) {
+        let wanted = &self.inputs;
+        let count = wanted.household.len() + usize::from(!wanted.members.is_empty());
+        let same_names = inputs.len() == count
+            && inputs
+                .iter()
+                .zip(self.input_names())
+                .all(|(i, name)| same_text(&i.name, name));
+        if !same_names {
+            let mut values = Vec::with_capacity(count);
+            self.input_values_into(input, &mut values);
+            *inputs = self.named_inputs(values);
+            return;
+        }
+        for (slot, f) in inputs.iter_mut().zip(&wanted.household) {
+            let now = rule::read_household_field(*f, input);
+            if !holds(&slot.value, now) {
+                slot.value = scalar(now);
+            }
+        }
+        if !wanted.members.is_empty() {
+            let now = Scalar::Digest(self.members_digest(input));
+            let slot = &mut inputs[count - 1].value;
+            if *slot != now {
+                *slot = now;
+            }
         }
     }
 
@@ -507,6 +526,31 @@ pub fn change_reasons(
         reasons.push(format!("benefit: {:.2} → {:.2}", p.benefit, benefit));
     }
     reasons
+}
+
+/// Whether a stored input already holds the value `now` (what `scalar(now) == *stored` says,
+/// without building the scalar).
+fn holds(stored: &Scalar, now: Value) -> bool {
+    match (stored, now) {
+        (Scalar::Bool(a), Value::Bool(b)) => *a == b,
+        (Scalar::Int(a), Value::Int(b)) => *a == b,
+        (Scalar::Number(a), Value::Double(b)) => *a == b,
+        (Scalar::Text(a), Value::Str(b)) => same_text(a, b),
+        _ => false,
+    }
+}
+
+/// Text equality for the short names and codes of rule inputs, compared inline: the library
+/// comparison calls `memcmp`, whose call cost was most of the time spent comparing inputs.
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("chunks of 8"));
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    (&mut x).zip(&mut y).all(|(x, y)| word(x) == word(y))
+        && x.remainder().iter().zip(y.remainder()).all(|(x, y)| x == y)
 }
 
 fn scalar(v: Value) -> Scalar {
@@ -767,6 +811,40 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn refreshed_inputs_are_the_inputs_of_the_household_now(
+            old_events in household_stream(1, 6),
+            more in prop::collection::vec(life_event(1, 30), 0..6),
+        ) {
+            let fold = |start: Option<Household>, evs: &[crate::Event]| {
+                let mut h = start;
+                for e in evs {
+                    if let Ok(a) = apply(h.as_ref(), e) { h = Some(scored(a.household)); }
+                }
+                h.unwrap()
+            };
+            let old = fold(None, &old_events);
+            let new = fold(Some(old.clone()), &more);
+            let (fo, fnew) = (Facts::of(&old), Facts::of(&new));
+            let ps = programs();
+            for p in &ps {
+                let mut values = Vec::new();
+                p.input_values_into(&input_for(&new, &fnew), &mut values);
+                let expected = p.named_inputs(values);
+                // From nothing, from the same program's inputs on the old record, and from
+                // another program's inputs (different names).
+                let mut from_old = RuleInputs::new();
+                p.refresh_inputs(&input_for(&old, &fo), &mut from_old);
+                let mut from_other = RuleInputs::new();
+                ps[(ps.iter().position(|q| q.id == p.id).unwrap() + 1) % ps.len()]
+                    .refresh_inputs(&input_for(&old, &fo), &mut from_other);
+                for mut inputs in [RuleInputs::new(), from_old, from_other] {
+                    p.refresh_inputs(&input_for(&new, &fnew), &mut inputs);
+                    prop_assert_eq!(&inputs, &expected);
+                }
+            }
+        }
+
         #[test]
         fn diff_agrees_with_evaluating_the_rule_on_old_and_new_state(
             old_events in household_stream(1, 8),
