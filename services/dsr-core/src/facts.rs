@@ -24,14 +24,14 @@ pub struct Facts {
 
 impl Facts {
     pub fn of(h: &Household) -> Facts {
-        let today = h.today().ymd();
+        let today = h.today();
         let mut f = Facts {
             size: h.members.len() as u32,
             ages: Vec::with_capacity(h.members.len()),
             ..Facts::default()
         };
         for m in &h.members {
-            let age = crate::ids::years_between(m.birth_date.ymd(), today);
+            let age = m.birth_date.years_until(today);
             f.ages.push(age);
             f.children_under_5 += (age < 5) as u32;
             f.children_under_15 += (age < 15) as u32;

@@ -113,8 +113,10 @@ pub fn process(
         let mut values = Vec::new();
         for p in ctx.programs {
             let event_type = event.payload.event_type();
-            let was_beneficiary = statuses.iter().any(|s| s.program_id == p.id && s.eligible);
-            if was_beneficiary && p.life_events.iter().any(|t| t == event_type) {
+            let was_beneficiary = statuses
+                .iter()
+                .any(|s| s.eligible && same_text(&s.program_id, &p.id));
+            if was_beneficiary && p.life_events.iter().any(|t| same_text(t, event_type)) {
                 notices.push(BeneficiaryEvent {
                     notice_id: notice_id(&event.envelope.event_id, &p.id),
                     program_id: p.id.clone(),
@@ -191,7 +193,9 @@ pub(crate) fn decide_program(
     cause: &Cause,
 ) -> Result<Option<EligibilityChange>, EvalError> {
     let (eligible, benefit) = p.verdict(input)?;
-    let index = statuses.iter().position(|s| s.program_id == p.id);
+    let index = statuses
+        .iter()
+        .position(|s| same_text(&s.program_id, &p.id));
     let previous = index.map(|i| &statuses[i]);
     let kind = ChangeKind::between(
         previous.map(|s| (s.eligible, s.benefit)),

@@ -540,19 +540,6 @@ fn holds(stored: &Scalar, now: Value) -> bool {
     }
 }
 
-/// Text equality for the short names and codes of rule inputs, compared inline: the library
-/// comparison calls `memcmp`, whose call cost was most of the time spent comparing inputs.
-fn same_text(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("chunks of 8"));
-    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
-    (&mut x).zip(&mut y).all(|(x, y)| word(x) == word(y))
-        && x.remainder().iter().zip(y.remainder()).all(|(x, y)| x == y)
-}
-
 fn scalar(v: Value) -> Scalar {
     match v {
         Value::Bool(b) => Scalar::Bool(b),
