@@ -45,7 +45,7 @@ pub fn text_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, Eq, Hash, Serialize, Deserialize, Default)]
+        #[derive(Clone, Debug, Eq, Serialize, Deserialize, Default)]
         #[serde(transparent)]
         pub struct $name(pub CompactString);
 
@@ -55,6 +55,12 @@ macro_rules! string_id {
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
                 same_text(&self.0, &other.0)
+            }
+        }
+        // Hashes the text, as `str` does (equal texts, equal hashes).
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.as_str().hash(state)
             }
         }
         impl Ord for $name {
