@@ -933,6 +933,12 @@ mod oracle {
         "household.income_per_capita < 800.0 ? household.size > 3 : household.durable_goods == 0",
         "household.members.filter(m, m.age >= 15).exists(m, m.employment == 'unemployed')",
         "household.land_hectares * 2.0 + household.livestock_tlu > 10.0",
+        "-household.size < -2 && int(household.need_score) >= 0",
+        "size(household.area) > 3 && household.area.endsWith('1') || household.area.contains('D0')",
+        "(household.female_headed ? household.area : 'x').startsWith('R')",
+        "household.members.all(m, m.age % 7 != 3) || household.size - 1 == household.children_under_5",
+        "household.durable_goods in [0, 1, 2] && household.has_electricity in [true]",
+        "household.members.filter(m, m.sex == 'male').filter(m, m.age > 20).size() != 1",
     ];
 
     proptest! {

@@ -13,6 +13,8 @@
 //! `startsWith`/`endsWith`/`contains`, `int()`, `double()`. Anything else is rejected at load
 //! with what to use instead.
 
+mod lower;
+
 use crate::facts::Facts;
 use crate::household::{Household, Member};
 use crate::CodeList;
@@ -199,6 +201,8 @@ pub struct Compiled {
     pub source: String,
     pub ty: Type,
     node: Node,
+    /// The tree as closures: what [`Compiled::eval`] runs.
+    lowered: lower::Lowered,
     slots: usize,
     /// Household fields the expression reads, sorted.
     pub household_fields: Vec<HouseholdField>,
@@ -729,6 +733,7 @@ pub fn compile(what: &'static str, source: &str, expected: Type) -> Result<Compi
     Ok(Compiled {
         source: source.to_string(),
         ty,
+        lowered: lower::Lowered::new(&node, ty),
         node,
         slots: c.slots,
         household_fields: c.household_fields,
@@ -762,28 +767,17 @@ pub struct Input<'a> {
 
 const MAX_SLOTS: usize = 8;
 
-/// Why an evaluation failed, inside the interpreter: the message only, so results stay small
-/// on the hot path; [`Compiled::eval`] adds the rule's source.
-type Fail = &'static str;
-
-/// A bound member: the record and its age (from `Facts::ages`).
-type Bound<'a> = (&'a Member, u32);
-
-struct Env<'a> {
-    input: &'a Input<'a>,
-    slots: [Option<Bound<'a>>; MAX_SLOTS],
-}
-
 impl Compiled {
     pub fn eval<'a>(&'a self, input: &'a Input<'a>) -> Result<Value<'a>, EvalError> {
-        let mut env = Env {
-            input,
-            slots: [None; MAX_SLOTS],
-        };
         if self.slots > MAX_SLOTS {
             return Err(self.err("more than 8 nested exists/all/filter"));
         }
-        self.node(&self.node, &mut env)
+        let mut env = lower::Env {
+            input,
+            slots: [None; MAX_SLOTS],
+        };
+        self.lowered
+            .eval(&mut env)
             .map_err(|message| self.err(message))
     }
 
@@ -791,174 +785,6 @@ impl Compiled {
         EvalError {
             source_text: self.source.clone(),
             message,
-        }
-    }
-
-    fn node<'a>(&'a self, n: &'a Node, env: &mut Env<'a>) -> Result<Value<'a>, Fail> {
-        use Value as V;
-        Ok(match n {
-            Node::Bool(b) => V::Bool(*b),
-            Node::Int(i) => V::Int(*i),
-            Node::Double(d) => V::Double(*d),
-            Node::Str(s) => V::Str(s),
-            Node::Household(f) => household_field(*f, env.input),
-            Node::Member(slot, f) => match env.slots[*slot] {
-                Some((m, age)) => member_field(*f, m, age),
-                None => return Err("member variable used outside its loop"),
-            },
-            Node::Not(a) => V::Bool(!self.bool(a, env)?),
-            Node::Neg(a) => match self.node(a, env)? {
-                V::Int(i) => V::Int(i.checked_neg().ok_or("integer overflow")?),
-                V::Double(d) => V::Double(-d),
-                v => v,
-            },
-            Node::And(a, b) => V::Bool(self.bool(a, env)? && self.bool(b, env)?),
-            Node::Or(a, b) => V::Bool(self.bool(a, env)? || self.bool(b, env)?),
-            Node::Cond(c, a, b) => {
-                if self.bool(c, env)? {
-                    self.node(a, env)?
-                } else {
-                    self.node(b, env)?
-                }
-            }
-            Node::Cmp(op, a, b) => {
-                let (x, y) = (self.node(a, env)?, self.node(b, env)?);
-                let ord = match (x, y) {
-                    (V::Int(x), V::Int(y)) => x.partial_cmp(&y),
-                    (V::Double(x), V::Double(y)) => x.partial_cmp(&y),
-                    (V::Str(x), V::Str(y)) => x.partial_cmp(y),
-                    (V::Bool(x), V::Bool(y)) => x.partial_cmp(&y),
-                    _ => None,
-                };
-                use std::cmp::Ordering::*;
-                V::Bool(match (op, ord) {
-                    (CmpOp::Eq, o) => o == Some(Equal),
-                    (CmpOp::Ne, o) => o != Some(Equal),
-                    (CmpOp::Lt, o) => o == Some(Less),
-                    (CmpOp::Le, o) => matches!(o, Some(Less | Equal)),
-                    (CmpOp::Gt, o) => o == Some(Greater),
-                    (CmpOp::Ge, o) => matches!(o, Some(Greater | Equal)),
-                })
-            }
-            Node::Arith(op, a, b) => match (self.node(a, env)?, self.node(b, env)?) {
-                (V::Int(x), V::Int(y)) => V::Int(
-                    match op {
-                        ArithOp::Add => x.checked_add(y),
-                        ArithOp::Sub => x.checked_sub(y),
-                        ArithOp::Mul => x.checked_mul(y),
-                        ArithOp::Div => x.checked_div(y),
-                        ArithOp::Rem => x.checked_rem(y),
-                    }
-                    .ok_or("integer division by zero or overflow")?,
-                ),
-                (V::Double(x), V::Double(y)) => V::Double(match op {
-                    ArithOp::Add => x + y,
-                    ArithOp::Sub => x - y,
-                    ArithOp::Mul => x * y,
-                    ArithOp::Div => x / y,
-                    ArithOp::Rem => x % y,
-                }),
-                _ => return Err("arithmetic on mixed types"),
-            },
-            Node::ToDouble(a) => match self.node(a, env)? {
-                V::Int(i) => V::Double(i as f64),
-                v => v,
-            },
-            Node::ToInt(a) => match self.node(a, env)? {
-                V::Double(d) if d.is_finite() && d.abs() < 9.2e18 => V::Int(d.trunc() as i64),
-                V::Double(_) => return Err("double out of int range"),
-                v => v,
-            },
-            Node::Quant(q, list, slot, pred) => {
-                let mut hits = 0u32;
-                let mut all = true;
-                let mut stop = false;
-                self.each(list, env, &mut |this, env, m| {
-                    env.slots[*slot] = Some(m);
-                    let p = this.bool(pred, env)?;
-                    hits += p as u32;
-                    all &= p;
-                    stop = match q {
-                        Quantifier::Exists => p,
-                        Quantifier::All => !p,
-                        Quantifier::ExistsOne => hits > 1,
-                    };
-                    Ok(stop)
-                })?;
-                V::Bool(match q {
-                    Quantifier::Exists => hits > 0,
-                    Quantifier::All => all,
-                    Quantifier::ExistsOne => hits == 1,
-                })
-            }
-            Node::Count(list) => {
-                let mut n = 0i64;
-                self.each(list, env, &mut |_, _, _| {
-                    n += 1;
-                    Ok(false)
-                })?;
-                V::Int(n)
-            }
-            Node::StrLen(a) => match self.node(a, env)? {
-                V::Str(s) => V::Int(s.chars().count() as i64),
-                v => v,
-            },
-            Node::InList(x, items) => {
-                let x = self.node(x, env)?;
-                let mut found = false;
-                for item in items {
-                    if self.node(item, env)? == x {
-                        found = true;
-                        break;
-                    }
-                }
-                V::Bool(found)
-            }
-            Node::StrCall(f, a, b) => match (self.node(a, env)?, self.node(b, env)?) {
-                (V::Str(s), V::Str(t)) => V::Bool(match f {
-                    StrFn::StartsWith => s.starts_with(t),
-                    StrFn::EndsWith => s.ends_with(t),
-                    StrFn::Contains => s.contains(t),
-                }),
-                _ => return Err("string function on a non-string"),
-            },
-        })
-    }
-
-    fn bool<'a>(&'a self, n: &'a Node, env: &mut Env<'a>) -> Result<bool, Fail> {
-        match self.node(n, env)? {
-            Value::Bool(b) => Ok(b),
-            _ => Err("expected a bool"),
-        }
-    }
-
-    /// Calls `f` for each member of `list` until it returns `true` (stop).
-    #[allow(clippy::type_complexity)]
-    fn each<'a>(
-        &'a self,
-        list: &'a ListNode,
-        env: &mut Env<'a>,
-        f: &mut dyn FnMut(&'a Self, &mut Env<'a>, Bound<'a>) -> Result<bool, Fail>,
-    ) -> Result<bool, Fail> {
-        match list {
-            ListNode::Members => {
-                let input = env.input;
-                let ages = input.facts.ages.iter().copied();
-                for m in input.household.members.iter().zip(ages) {
-                    if f(self, env, m)? {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-            ListNode::Filter(inner, slot, pred) => self.each(inner, env, &mut |this, env, m| {
-                env.slots[*slot] = Some(m);
-                if this.bool(pred, env)? {
-                    f(this, env, m)
-                } else {
-                    Ok(false)
-                }
-            }),
         }
     }
 }
