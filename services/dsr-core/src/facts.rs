@@ -7,8 +7,9 @@ use crate::household::Household;
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Facts {
     /// Each member's age on the household's as-of date, in member order (computed once:
-    /// rules read ages many times per evaluation).
-    pub ages: Vec<u32>,
+    /// rules read ages many times per evaluation). Inline for up to 16 members: facts are
+    /// derived on every event, and allocating this list was most of their allocator cost.
+    pub ages: smallvec::SmallVec<[u32; 16]>,
     pub size: u32,
     pub children_under_5: u32,
     pub children_under_15: u32,
@@ -27,7 +28,7 @@ impl Facts {
         let today = h.today();
         let mut f = Facts {
             size: h.members.len() as u32,
-            ages: Vec::with_capacity(h.members.len()),
+            ages: smallvec::SmallVec::with_capacity(h.members.len()),
             ..Facts::default()
         };
         for m in &h.members {
