@@ -797,21 +797,32 @@ mod tests {
         );
     }
 
+    /// The household `registration` makes (scored), and the same after `more` events too.
+    fn before_and_after(
+        registration: &[crate::Event],
+        more: &[crate::Event],
+    ) -> (Household, Household) {
+        let fold = |start: Option<Household>, evs: &[crate::Event]| {
+            let mut h = start;
+            for e in evs {
+                if let Ok(a) = apply(h.as_ref(), e) {
+                    h = Some(scored(a.household));
+                }
+            }
+            h.expect("the stream registers the household")
+        };
+        let old = fold(None, registration);
+        let new = fold(Some(old.clone()), more);
+        (old, new)
+    }
+
     proptest! {
         #[test]
         fn refreshed_inputs_are_the_inputs_of_the_household_now(
             old_events in household_stream(1, 6),
             more in prop::collection::vec(life_event(1, 30), 0..6),
         ) {
-            let fold = |start: Option<Household>, evs: &[crate::Event]| {
-                let mut h = start;
-                for e in evs {
-                    if let Ok(a) = apply(h.as_ref(), e) { h = Some(scored(a.household)); }
-                }
-                h.unwrap()
-            };
-            let old = fold(None, &old_events);
-            let new = fold(Some(old.clone()), &more);
+            let (old, new) = before_and_after(&old_events, &more);
             let (fo, fnew) = (Facts::of(&old), Facts::of(&new));
             let ps = programs();
             for p in &ps {
@@ -837,15 +848,7 @@ mod tests {
             old_events in household_stream(1, 8),
             more in prop::collection::vec(life_event(1, 50), 0..6),
         ) {
-            let fold = |start: Option<Household>, evs: &[crate::Event]| {
-                let mut h = start;
-                for e in evs {
-                    if let Ok(a) = apply(h.as_ref(), e) { h = Some(scored(a.household)); }
-                }
-                h.unwrap()
-            };
-            let old = fold(None, &old_events);
-            let new = fold(Some(old.clone()), &more);
+            let (old, new) = before_and_after(&old_events, &more);
             let (fo, fnew) = (Facts::of(&old), Facts::of(&new));
             for p in programs() {
                 let before = p.evaluate(&input_for(&old, &fo)).unwrap();

@@ -187,18 +187,36 @@ fn read<T: 'static>(n: &Node, want: fn(Value) -> Option<T>) -> Option<Fun<T>> {
     }
 }
 
+/// What the three value types lower alike: a literal, a field, a conditional.
+fn shared<T: Copy + Send + Sync + 'static>(
+    n: &Node,
+    lower: fn(&Node) -> Fun<T>,
+    want: fn(Value) -> Option<T>,
+) -> Option<Fun<T>> {
+    let literal = match n {
+        Node::Bool(b) => Some(Value::Bool(*b)),
+        Node::Int(i) => Some(Value::Int(*i)),
+        Node::Double(d) => Some(Value::Double(*d)),
+        _ => None,
+    };
+    if let Some(v) = literal.and_then(want) {
+        return Some(fun(move |_| Ok(v)));
+    }
+    if let Node::Cond(c, a, b) = n {
+        let (c, a, b) = (boolean(c), lower(a), lower(b));
+        return Some(fun(move |env| if c(env)? { a(env) } else { b(env) }));
+    }
+    read(n, want)
+}
+
 fn boolean(n: &Node) -> Fun<bool> {
-    if let Some(f) = read(n, |v| match v {
+    if let Some(f) = shared(n, boolean, |v| match v {
         Value::Bool(b) => Some(b),
         _ => None,
     }) {
         return f;
     }
     match n {
-        Node::Bool(b) => {
-            let b = *b;
-            fun(move |_| Ok(b))
-        }
         Node::Not(a) => {
             let a = boolean(a);
             fun(move |env| Ok(!a(env)?))
@@ -210,10 +228,6 @@ fn boolean(n: &Node) -> Fun<bool> {
         Node::Or(a, b) => {
             let (a, b) = (boolean(a), boolean(b));
             fun(move |env| Ok(a(env)? || b(env)?))
-        }
-        Node::Cond(c, a, b) => {
-            let (c, a, b) = (boolean(c), boolean(a), boolean(b));
-            fun(move |env| if c(env)? { a(env) } else { b(env) })
         }
         Node::Cmp(op, a, b) => compare(*op, a, b),
         Node::Quant(q, list, slot, pred) => quantifier(*q, list, *slot, pred),
@@ -231,24 +245,16 @@ fn boolean(n: &Node) -> Fun<bool> {
 }
 
 fn int(n: &Node) -> Fun<i64> {
-    if let Some(f) = read(n, |v| match v {
+    if let Some(f) = shared(n, int, |v| match v {
         Value::Int(i) => Some(i),
         _ => None,
     }) {
         return f;
     }
     match n {
-        Node::Int(i) => {
-            let i = *i;
-            fun(move |_| Ok(i))
-        }
         Node::Neg(a) => {
             let a = int(a);
             fun(move |env| a(env)?.checked_neg().ok_or("integer overflow"))
-        }
-        Node::Cond(c, a, b) => {
-            let (c, a, b) = (boolean(c), int(a), int(b));
-            fun(move |env| if c(env)? { a(env) } else { b(env) })
         }
         Node::Arith(op, a, b) => {
             let (a, b) = (int(a), int(b));
@@ -292,24 +298,16 @@ fn int(n: &Node) -> Fun<i64> {
 }
 
 fn double(n: &Node) -> Fun<f64> {
-    if let Some(f) = read(n, |v| match v {
+    if let Some(f) = shared(n, double, |v| match v {
         Value::Double(d) => Some(d),
         _ => None,
     }) {
         return f;
     }
     match n {
-        Node::Double(d) => {
-            let d = *d;
-            fun(move |_| Ok(d))
-        }
         Node::Neg(a) => {
             let a = double(a);
             fun(move |env| Ok(-a(env)?))
-        }
-        Node::Cond(c, a, b) => {
-            let (c, a, b) = (boolean(c), double(a), double(b));
-            fun(move |env| if c(env)? { a(env) } else { b(env) })
         }
         Node::Arith(op, a, b) => {
             let (a, b) = (double(a), double(b));
