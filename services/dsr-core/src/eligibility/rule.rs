@@ -4,7 +4,7 @@
 //! CEL, macros included). dsr then compiles the parsed expression against the household's
 //! schema: every field must exist and every operation must fit its operand types, so a typo or
 //! a type error is reported — with its line and column — when the program is loaded, never at
-//! event time. The checked tree is then lowered to typed closures ([`lower`]) that read the
+//! event time. The checked tree is then lowered to typed closures (module `lower`) that read the
 //! household record directly, without building a map of values per event, which keeps
 //! eligibility on the per-event hot path cheap.
 //!
