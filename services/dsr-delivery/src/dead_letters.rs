@@ -4,7 +4,7 @@
 
 use crate::message::Message;
 use dsr_crypto::Keyring;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, PersistMode};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -59,18 +59,12 @@ fn prefix(program: &str) -> Vec<u8> {
 
 impl DeadLetters {
     pub fn open(dir: &Path, keyring: Arc<Keyring>) -> Result<DeadLetters, DeadLetterError> {
-        let db = Database::builder(dir)
-            // One background worker: with two or more, fjall's first worker re-queues every
-            // compaction for the others and spins on it while they work, a core lost under
-            // load (docs/performance.md, "latency at 10,000 events/s").
-            .worker_threads(1)
-            .open()
-            .map_err(store)?;
+        let db = dsr_store::fjall_state::open_database(dir).map_err(store)?;
         let letters = db
-            .keyspace("dead-letters", || {
-                // Few records: a small memtable (fjall's default is 64 MiB).
-                KeyspaceCreateOptions::default().max_memtable_size(2 * 1024 * 1024)
-            })
+            .keyspace(
+                "dead-letters",
+                dsr_store::fjall_state::small_keyspace_options,
+            )
             .map_err(store)?;
         Ok(DeadLetters {
             db,

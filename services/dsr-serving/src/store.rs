@@ -175,13 +175,7 @@ impl ServingStore {
             path: dir.display().to_string(),
             message: e.to_string(),
         };
-        let db = Database::builder(dir)
-            // One background worker: with two or more, fjall's first worker re-queues every
-            // compaction for the others and spins on it while they work, a core lost under
-            // load (docs/performance.md, "latency at 10,000 events/s").
-            .worker_threads(1)
-            .open()
-            .map_err(open_err)?;
+        let db = dsr_store::fjall_state::open_database(dir).map_err(open_err)?;
         let ks = |name: &str| db.keyspace(name, dsr_store::fjall_state::keyspace_options);
         let store = ServingStore {
             households: ks("households").map_err(open_err)?,

@@ -48,13 +48,7 @@ impl FjallState {
             path: dir.to_path_buf(),
             message: e.to_string(),
         };
-        let db = Database::builder(dir)
-            // One background worker: with two or more, fjall's first worker re-queues every
-            // compaction for the others and spins on it while they work, a core lost under
-            // load (docs/performance.md, "latency at 10,000 events/s").
-            .worker_threads(1)
-            .open()
-            .map_err(open_err)?;
+        let db = open_database(dir).map_err(open_err)?;
         let meta = db.keyspace("meta", keyspace_options).map_err(open_err)?;
         Ok(FjallState {
             db,
@@ -221,6 +215,20 @@ pub fn keyspace_options() -> KeyspaceCreateOptions {
         .with_kv_separation(Some(
             fjall::KvSeparationOptions::default().separation_threshold(SEPARATE_VALUES_FROM),
         ))
+}
+
+/// Opens (or creates) a fjall database the way every dsr store does: with one background
+/// worker. With two or more, fjall's first worker re-queues every compaction for the others and
+/// spins on it while they work, a core lost under load (docs/performance.md, "latency at 10,000
+/// events/s").
+pub fn open_database(dir: &Path) -> Result<Database, fjall::Error> {
+    Database::builder(dir).worker_threads(1).open()
+}
+
+/// Keyspace options for stores that keep few records (dead letters, schemas): a small memtable
+/// (fjall's default is 64 MiB).
+pub fn small_keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(2 * 1024 * 1024)
 }
 
 fn backend(e: fjall::Error) -> StoreError {

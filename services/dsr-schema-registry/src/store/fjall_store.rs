@@ -14,7 +14,7 @@
 
 use super::{RegistryStore, StoreError, StoredSchema, VersionRecord, Write};
 use crate::compat::CompatibilityLevel;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, PersistMode};
 use std::path::Path;
 
 /// The registry's state in a fjall database on a directory. One process at a time: opening a
@@ -42,19 +42,10 @@ impl FjallStore {
             path: dir.to_path_buf(),
             message: e.to_string(),
         };
-        let db = Database::builder(dir)
-            // One background worker: with two or more, fjall's first worker re-queues every
-            // compaction for the others and spins on it while they work, a core lost under
-            // load (docs/performance.md, "latency at 10,000 events/s").
-            .worker_threads(1)
-            .open()
-            .map_err(open_err)?;
+        let db = dsr_store::fjall_state::open_database(dir).map_err(open_err)?;
         let keyspace = |name: &str| {
-            db.keyspace(name, || {
-                // Few records: a small memtable (fjall's default is 64 MiB).
-                KeyspaceCreateOptions::default().max_memtable_size(2 * 1024 * 1024)
-            })
-            .map_err(open_err)
+            db.keyspace(name, dsr_store::fjall_state::small_keyspace_options)
+                .map_err(open_err)
         };
         let schemas = keyspace("schemas")?;
         let versions = keyspace("versions")?;
