@@ -9,6 +9,8 @@
 //!   input position that caused it (the fence that makes re-processing after a crash produce
 //!   nothing twice; see `docs/architecture.md`).
 //!
+//! - [`fence`]: what an output partition already holds, read when a partition is taken over:
+//!   the source on the last record of each append, and an append a crash cut short.
 //! - [`rules`]: rule versions on the log: activated versions on `dsr.program-rules`, and the
 //!   markers that make every partition decide its households again at a definite point.
 //! - [`codec`]: Avro in Confluent wire format, with ids from a schema registry.
@@ -19,6 +21,7 @@
 //!   log adapters and the scenario every deployment must pass.
 
 pub mod codec;
+pub mod fence;
 pub mod ingest;
 pub mod router;
 pub mod rules;

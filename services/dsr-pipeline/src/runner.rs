@@ -8,6 +8,7 @@
 //! state (records + next offset, one synced batch) → commit the group offset. See
 //! `docs/architecture.md`, "Effectively once without transactions".
 
+use crate::fence::{mark_last, Fence, FenceError};
 use crate::task::{BatchOutput, HouseholdTask, Input, Output, Source};
 use dsr_core::eligibility::Program;
 use dsr_core::rule_versions::ActivationRecord;
@@ -18,8 +19,7 @@ use dsr_store::{FjallState, PartitionState, StateBatch, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-/// The header carrying an output's source (`offset:seq` of the input record).
-pub const SOURCE_HEADER: &str = "dsr-src";
+pub use crate::fence::SOURCE_HEADER;
 /// Dead-letter headers: why, and where the record came from.
 pub const REASON_HEADER: &str = "dsr-reason";
 pub const ORIGIN_TOPIC_HEADER: &str = "dsr-origin-topic";
@@ -129,11 +129,8 @@ pub enum RunError {
     Codec(String),
     #[error("cannot encode an output: {0}")]
     Encode(String),
-    #[error("cannot read the output fence of {partition}: {reason}")]
-    Fence {
-        partition: TopicPartition,
-        reason: String,
-    },
+    #[error(transparent)]
+    Fence(#[from] FenceError),
     #[error("restoring partition {partition} from {topic}: record at offset {offset} is unreadable: {reason}")]
     Restore {
         topic: String,
@@ -165,8 +162,8 @@ impl Stats {
 
 struct Owned {
     task: HouseholdTask<FjallPartition>,
-    /// Last source already in each exclusively written output partition, by topic.
-    fences: HashMap<String, Source>,
+    /// What each exclusively written output partition already holds, by topic.
+    fences: HashMap<String, Fence>,
 }
 
 /// The household processor of one `dsr process` instance.
@@ -347,17 +344,19 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         let ends = futures_util::future::join_all(exclusive.into_iter().map(|topic| async move {
             let out = TopicPartition::new(&topic, p);
             let (beginning, end) = self.log.offsets(&out).await?;
-            Ok::<_, LogError>((topic, out, (end > beginning).then_some(end)))
+            Ok::<_, LogError>((topic, out, (end > beginning).then_some((beginning, end))))
         }))
         .await;
         let mut reader = None;
         for end in ends {
-            if let (topic, out, Some(end)) = end? {
+            if let (topic, out, Some((beginning, end))) = end? {
                 let reader = match &mut reader {
                     Some(r) => r,
                     None => reader.insert(self.log.reader()?),
                 };
-                fences.insert(topic, fence(reader, out, end).await?);
+                let input_end = self.log.end_offset(tp);
+                let fence = Fence::read(reader, &out, beginning, end, input_end).await?;
+                fences.insert(topic, fence);
             }
         }
         tracing::info!(
@@ -741,20 +740,14 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                     continue;
                 }
             };
-            by_topic
-                .entry(topic)
-                .or_default()
-                .push((source, record.with_header(SOURCE_HEADER, source.header())));
+            by_topic.entry(topic).or_default().push((source, record));
         }
         dead.sort_by_key(|(s, _)| *s);
         for (s, r) in dead {
             by_topic
                 .entry(self.topics.dead_letter.clone())
                 .or_default()
-                .push((
-                    s,
-                    r.with_partition(p).with_header(SOURCE_HEADER, s.header()),
-                ));
+                .push((s, r.with_partition(p)));
         }
         // Two phases: eligibility changes, dead letters and derived events are acknowledged
         // before the state changelogs (records, waiting events) are (`Log::append_phases`).
@@ -775,16 +768,25 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         for phase in [by_topic, state_changelogs] {
             let mut sends = Vec::new();
             for (topic, records) in phase {
-                let fence = o.fences.get(&topic).copied();
+                let mut fence = o.fences.get_mut(&topic);
                 let before = records.len();
-                let keep: Vec<Record> = records
+                let mut last = None;
+                let mut keep: Vec<Record> = records
                     .into_iter()
-                    .filter(|(s, _)| fence.is_none_or(|f| *s > f))
-                    .map(|(_, r)| r)
+                    .filter(|(s, r)| !fence.as_mut().is_some_and(|f| f.holds(*s, r)))
+                    .map(|(s, r)| {
+                        last = Some(s);
+                        r
+                    })
                     .collect();
                 stats.fenced += (before - keep.len()) as u64;
-                if keep.is_empty() {
+                let Some(last) = last else {
                     continue;
+                };
+                // The fence reads the last record of a partition; the rest go without.
+                // (Derived events, the one output spread over partitions, are not fenced.)
+                if topic != self.topics.household_events {
+                    mark_last(&mut keep, last);
                 }
                 stats.produced += keep.len() as u64;
                 sends.push((topic, keep));
@@ -794,38 +796,9 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
         self.log.append_phases(phases).await?;
         // A fence is needed until the input has passed its offset: a replayed range can come
         // back in smaller batches than the ones that first produced it.
-        o.fences.retain(|_, f| f.offset >= out.next_offset);
+        o.fences.retain(|_, f| !f.passed(out.next_offset));
         Ok(())
     }
-}
-
-/// The source of the last record (at `end - 1`) of an output partition this processor writes
-/// alone.
-async fn fence<R: PartitionReader>(
-    reader: &mut R,
-    out: TopicPartition,
-    end: i64,
-) -> Result<Source, RunError> {
-    // Without the fence, outputs written before a crash would be written again: not finding
-    // the last record is an error, never "no fence".
-    let last = reader
-        .read(&out, end - 1, 1, Duration::from_secs(10))
-        .await?;
-    let last = last.last().ok_or_else(|| RunError::Fence {
-        partition: out.clone(),
-        reason: format!("the record at offset {} could not be read", end - 1),
-    })?;
-    last.header(SOURCE_HEADER)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(Source::parse)
-        .ok_or_else(|| RunError::Fence {
-            partition: out.clone(),
-            reason: format!(
-                "the record at offset {} has no readable {SOURCE_HEADER} header; was it \
-                 written by something other than dsr's household processor?",
-                last.offset
-            ),
-        })
 }
 
 /// A decoded household's member ids, in record order.

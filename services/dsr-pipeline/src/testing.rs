@@ -739,7 +739,6 @@ pub async fn generated_population_matches_the_domain_core<L: FixtureLog>(
     households: u64,
 ) {
     use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
     let events = population(5, households);
     fx.publish(&events).await;
     let expected = reference(&events, &fx.programs);
@@ -748,53 +747,71 @@ pub async fn generated_population_matches_the_domain_core<L: FixtureLog>(
     let processor = fx.processor(state_dir.path(), "test-processor");
     let progress = processor.progress.clone();
     let total = events.len() as u64 + expected.derived;
-    let started = Instant::now();
     let watched = progress.clone();
-    let stats = processor
-        .run(async move {
-            while watched.load(Ordering::Relaxed) < total
-                && started.elapsed() < Duration::from_secs(600)
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await
-        .expect("the processor runs");
+    let stats = run_until(&processor, async move || {
+        watched.load(Ordering::Relaxed) >= total
+    })
+    .await
+    .expect("the processor runs");
     assert_eq!(
         progress.load(Ordering::Relaxed),
         total,
         "every event and derived event processed ({stats:?})"
     );
+    fx.assert_matches(&expected).await;
+}
+
+/// Runs `processor` until `done` (asked every 100 ms) says it is, for at most 10 minutes, then
+/// stops it cleanly; what it returned, with how long it took on stderr.
+pub async fn run_until<L: dsr_log::Log, C: crate::runner::Codec>(
+    processor: &crate::runner::HouseholdProcessor<L, C>,
+    mut done: impl AsyncFnMut() -> bool,
+) -> Result<crate::runner::Stats, crate::runner::RunError> {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let stats = processor
+        .run(async move {
+            while !done().await && started.elapsed() < Duration::from_secs(600) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
     eprintln!(
-        "processed {} events ({} derived) in {:.1}s: {stats:?}",
-        total,
-        expected.derived,
+        "the processor ran {:.1}s: {stats:?}",
         started.elapsed().as_secs_f64()
     );
+    stats
+}
 
-    let changelog = fx.changelog().await;
-    assert_eq!(
-        changelog.len(),
-        expected.households.len(),
-        "one changelog record per household"
-    );
-    let mismatched: Vec<_> = changelog
-        .iter()
-        .filter(|(hid, h)| content(h) != content(&expected.households[*hid]))
-        .map(|(hid, _)| hid.clone())
-        .collect();
-    assert!(
-        mismatched.is_empty(),
-        "{} households differ from the domain core, e.g. {:?}",
-        mismatched.len(),
-        mismatched.first()
-    );
-    assert!(
-        changelog.values().all(|h| h.need_score.is_some()),
-        "every household has a need score"
-    );
-    if let Err(problems) = check_changes(&expected, &changelog, &fx.changes().await) {
-        panic!("eligibility changes: {problems}");
+impl<L: FixtureLog> Fixture<L> {
+    /// The changelog equals what the domain core computes from the same events, every
+    /// household has a need score, and the eligibility changes have no duplicates, valid
+    /// histories and the domain core's ids.
+    pub async fn assert_matches(&self, expected: &Reference) {
+        let changelog = self.changelog().await;
+        assert_eq!(
+            changelog.len(),
+            expected.households.len(),
+            "one changelog record per household"
+        );
+        let mismatched: Vec<_> = changelog
+            .iter()
+            .filter(|(hid, h)| content(h) != content(&expected.households[*hid]))
+            .map(|(hid, _)| hid.clone())
+            .collect();
+        assert!(
+            mismatched.is_empty(),
+            "{} households differ from the domain core, e.g. {:?}",
+            mismatched.len(),
+            mismatched.first()
+        );
+        assert!(
+            changelog.values().all(|h| h.need_score.is_some()),
+            "every household has a need score"
+        );
+        if let Err(problems) = check_changes(expected, &changelog, &self.changes().await) {
+            panic!("eligibility changes: {problems}");
+        }
     }
 }
 
