@@ -51,7 +51,7 @@ impl fmt::Display for TopicPartition {
 }
 
 /// A record header: a name and an optional value. Names may repeat, as in Kafka.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Header {
     pub key: String,
     pub value: Option<Vec<u8>>,

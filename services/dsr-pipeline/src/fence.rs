@@ -11,7 +11,7 @@
 //! (outputs are deterministic, and each carries a version or an id), and each is skipped once.
 
 use crate::task::Source;
-use dsr_log::{ConsumedRecord, PartitionReader, Record, TopicPartition};
+use dsr_log::{ConsumedRecord, Header, PartitionReader, Record, TopicPartition};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ pub const SOURCE_HEADER: &str = "dsr-src";
 /// back to the last one that has.
 const READ_BACK: i64 = 1_000;
 
-/// A record's key and value: what identifies a record of a cut-short append.
-type KeyAndValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+/// A record's key, value and headers: what identifies a record of a cut-short append.
+type Content = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<Header>);
 
 /// What an output partition already holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,9 +32,10 @@ pub struct Fence {
     /// The source of the last record that carries one: every output at or below it was written.
     /// `None` when none does: the first append to the partition was cut short.
     pub source: Option<Source>,
-    /// Records after that one, without a source (an append cut short), by key and value, with
-    /// how many times each is still to be skipped.
-    tail: HashMap<KeyAndValue, u32>,
+    /// Records after that one, without a source (an append cut short), by content, with how
+    /// many times each is still to be skipped. Tombstones are left out: deleting a key twice
+    /// changes nothing, and two tombstones for one key are alike whenever they were written.
+    tail: HashMap<Content, u32>,
     /// The input partition's end when the fence was read. The tail was produced from inputs
     /// before it, so inputs from here on cannot produce one of its records again.
     tail_until: u64,
@@ -146,8 +147,8 @@ impl Fence {
             "an append was cut short; its records will not be written again"
         );
         self.tail_until = input_end.await?.max(0) as u64;
-        for r in tail {
-            *self.tail.entry((r.key, r.value)).or_default() += 1;
+        for r in tail.into_iter().filter(|r| r.value.is_some()) {
+            *self.tail.entry((r.key, r.value, r.headers)).or_default() += 1;
         }
         Ok(self)
     }
@@ -161,7 +162,11 @@ impl Fence {
         if self.tail.is_empty() || source.offset >= self.tail_until {
             return false;
         }
-        let key = (record.key.clone(), record.value.clone());
+        let key = (
+            record.key.clone(),
+            record.value.clone(),
+            record.headers.clone(),
+        );
         match self.tail.get_mut(&key) {
             Some(n) => {
                 *n -= 1;
@@ -218,17 +223,23 @@ mod tests {
     #[test]
     fn a_tail_record_is_held_once_and_only_before_the_inputs_end() {
         let mut f = Fence::at(Some(src(10, 0)));
-        f.tail.insert((Some(b"a".to_vec()), Some(b"x".to_vec())), 1);
+        f.tail
+            .insert((Some(b"a".to_vec()), Some(b"x".to_vec()), Vec::new()), 1);
         f.tail_until = 20;
         assert!(!f.holds(src(11, 0), &rec("a", "y")), "another value");
         assert!(!f.holds(src(11, 0), &rec("b", "x")), "another key");
+        assert!(
+            !f.holds(src(11, 0), &rec("a", "x").with_header("dsr-change-id", "2")),
+            "other headers"
+        );
         assert!(!f.passed(11), "the tail is still expected");
         assert!(f.holds(src(12, 0), &rec("a", "x")));
         assert!(!f.holds(src(13, 0), &rec("a", "x")), "held once only");
         assert!(f.passed(11), "the tail is spent");
 
         let mut f = Fence::at(Some(src(10, 0)));
-        f.tail.insert((Some(b"a".to_vec()), Some(b"x".to_vec())), 1);
+        f.tail
+            .insert((Some(b"a".to_vec()), Some(b"x".to_vec()), Vec::new()), 1);
         f.tail_until = 20;
         assert!(
             !f.holds(src(20, 0), &rec("a", "x")),

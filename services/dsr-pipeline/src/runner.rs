@@ -3,7 +3,7 @@
 //! embedded log.
 //!
 //! Per batch of one partition: decode → [`HouseholdTask::process_batch`] → produce every output
-//! whose source is above its partition's fence (eligibility changes, dead letters and derived
+//! its partition's fence ([`crate::fence`]) does not hold (eligibility changes, dead letters and derived
 //! events first, then the changelog) and wait for the acknowledgements → commit the
 //! state (records + next offset, one synced batch) → commit the group offset. See
 //! `docs/architecture.md`, "Effectively once without transactions".
@@ -65,10 +65,10 @@ pub trait Codec: Send + Sync {
 
 /// The batch size `dsr process` uses on Kafka unless told otherwise. Whatever its size, a batch
 /// costs two produce round trips, a synced state write and a group commit, so a backlog is
-/// worked off far faster in large batches (0.37 → 0.69 of raw rdkafka from 2,000 to 20,000 in
-/// docs/performance.md); a poll tops a batch up for at most 20 ms, so a large ceiling does not
-/// hold back events that trickle in.
-pub const KAFKA_BATCH_SIZE: usize = 20_000;
+/// worked off far faster in large batches (0.37 → 0.69 of raw rdkafka from 2,000 to 20,000, and
+/// 0.78–0.81 → 0.81–0.95 from 20,000 to 30,000, in docs/performance.md); a poll tops a batch up
+/// for at most 20 ms, so a large ceiling does not hold back events that trickle in.
+pub const KAFKA_BATCH_SIZE: usize = 30_000;
 
 /// How long `dsr process` tops a poll up towards its batch size ([`HouseholdProcessor::linger`]).
 pub const KAFKA_LINGER: Duration = Duration::from_millis(20);
@@ -676,9 +676,9 @@ impl<L: Log, C: Codec> HouseholdProcessor<L, C> {
                     (
                         self.topics.eligibility(&change.program_id),
                         *source,
-                        Record::new(change.household_id.as_str(), value)
-                            .with_partition(p)
-                            .with_header("dsr-change-id", change.change_id.to_string()),
+                        // The change id is in the value; no header: on nisshi each costs an
+                        // SQL statement per record.
+                        Record::new(change.household_id.as_str(), value).with_partition(p),
                     )
                 }
                 Output::Beneficiary { notice, source } => {

@@ -711,21 +711,7 @@ impl<L: FixtureLog> Fixture<L> {
 
     /// Every eligibility change id on every program topic, in topic order.
     pub async fn change_ids(&self) -> Vec<uuid::Uuid> {
-        let mut ids = Vec::new();
-        for p in &self.programs {
-            for r in self.read_topic(&self.topics.eligibility(&p.id)).await {
-                let id = r
-                    .header("dsr-change-id")
-                    .expect("every change carries its id");
-                ids.push(
-                    std::str::from_utf8(id)
-                        .expect("utf-8")
-                        .parse()
-                        .expect("a uuid"),
-                );
-            }
-        }
-        ids
+        self.changes().await.iter().map(|c| c.change_id).collect()
     }
 }
 
