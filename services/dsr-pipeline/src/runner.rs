@@ -3,8 +3,8 @@
 //! embedded log.
 //!
 //! Per batch of one partition: decode → [`HouseholdTask::process_batch`] → produce every output
-//! its partition's fence ([`crate::fence`]) does not hold (eligibility changes, dead letters and derived
-//! events first, then the changelog) and wait for the acknowledgements → commit the
+//! its partition's fence ([`crate::fence`]) does not hold (eligibility changes, dead letters
+//! and derived events first, then the changelog) and wait for the acknowledgements → commit the
 //! state (records + next offset, one synced batch) → commit the group offset. See
 //! `docs/architecture.md`, "Effectively once without transactions".
 
