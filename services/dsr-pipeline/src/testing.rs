@@ -770,34 +770,85 @@ pub async fn run_until<L: dsr_log::Log, C: crate::runner::Codec>(
 }
 
 impl<L: FixtureLog> Fixture<L> {
-    /// The changelog equals what the domain core computes from the same events, every
-    /// household has a need score, and the eligibility changes have no duplicates, valid
-    /// histories and the domain core's ids.
+    /// [`assert_outputs_match`] on what the topics hold now.
     pub async fn assert_matches(&self, expected: &Reference) {
-        let changelog = self.changelog().await;
-        assert_eq!(
-            changelog.len(),
-            expected.households.len(),
-            "one changelog record per household"
-        );
-        let mismatched: Vec<_> = changelog
-            .iter()
-            .filter(|(hid, h)| content(h) != content(&expected.households[*hid]))
-            .map(|(hid, _)| hid.clone())
-            .collect();
-        assert!(
-            mismatched.is_empty(),
-            "{} households differ from the domain core, e.g. {:?}",
-            mismatched.len(),
-            mismatched.first()
-        );
-        assert!(
-            changelog.values().all(|h| h.need_score.is_some()),
-            "every household has a need score"
-        );
-        if let Err(problems) = check_changes(expected, &changelog, &self.changes().await) {
-            panic!("eligibility changes: {problems}");
+        let households = self.changelog().await;
+        assert_outputs_match(expected, &households, &self.changes().await);
+    }
+}
+
+/// Whether `households` (a changelog's latest records) are exactly the reference's.
+pub fn holds_the_reference(
+    expected: &Reference,
+    households: &std::collections::BTreeMap<HouseholdId, Household>,
+) -> bool {
+    households.len() == expected.households.len()
+        && households.iter().all(|(hid, h)| {
+            expected
+                .households
+                .get(hid)
+                .is_some_and(|e| content(e) == content(h))
+        })
+}
+
+/// Waits (up to ten minutes) until the changelog holds the reference's records, then returns
+/// what is on the topics. (Eligibility changes are acknowledged before the changelog records
+/// of the same batch are written, so they are out by then.)
+pub async fn wait_for_outputs<L: FixtureLog>(
+    fx: &Fixture<L>,
+    expected: &Reference,
+) -> (
+    std::collections::BTreeMap<HouseholdId, Household>,
+    Vec<EligibilityChange>,
+) {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let households = fx.changelog().await;
+        if holds_the_reference(expected, &households) || Instant::now() > deadline {
+            return (households, fx.changes().await);
         }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The changelog equals the domain core's records, and the eligibility changes are right:
+/// none twice, none missing ([`check_changes`]).
+pub fn assert_outputs_match(
+    expected: &Reference,
+    households: &std::collections::BTreeMap<HouseholdId, Household>,
+    changes: &[EligibilityChange],
+) {
+    assert_eq!(
+        households.len(),
+        expected.households.len(),
+        "one record per household"
+    );
+    let differ: Vec<_> = households
+        .iter()
+        .filter(|(hid, _)| !expected.record_depends_on_timing(hid))
+        .filter(|(hid, h)| !expected.allows(hid, h))
+        .map(|(hid, _)| hid.clone())
+        .collect();
+    if let Some(first) = differ.first() {
+        let (want, got) = (&expected.households[first], &households[first]);
+        panic!(
+            "{} households differ from the domain core, e.g. {first}: version {} vs {} (domain core vs run), members {} vs {}, as_of {:?} vs {:?}; \ndomain core: {want:?}\nrun:         {got:?}",
+            differ.len(),
+            want.version,
+            got.version,
+            want.members.len(),
+            got.members.len(),
+            want.as_of,
+            got.as_of,
+        );
+    }
+    assert!(
+        households.values().all(|h| h.need_score.is_some()),
+        "every household has a need score"
+    );
+    if let Err(problems) = check_changes(expected, households, changes) {
+        panic!("eligibility changes: {problems}");
     }
 }
 

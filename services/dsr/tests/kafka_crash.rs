@@ -5,10 +5,11 @@
 
 mod support;
 
+use dsr_pipeline::testing::{assert_outputs_match, wait_for_outputs};
 use dsr_pipeline::testing::{population, reference, KafkaFixture};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{assert_outputs_match, repo, start_process, wait_for_outputs};
+use support::{repo, start_process};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_dsr_process_five_times_loses_nothing_and_duplicates_nothing() {

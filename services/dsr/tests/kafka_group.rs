@@ -5,9 +5,10 @@
 
 mod support;
 
+use dsr_pipeline::testing::{assert_outputs_match, wait_for_outputs};
 use dsr_pipeline::testing::{population, reference, KafkaFixture};
 use std::time::{Duration, Instant};
-use support::{assert_outputs_match, repo, start_process, wait_for_outputs};
+use support::{repo, start_process};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_two_instances_moves_its_partitions_and_loses_nothing() {

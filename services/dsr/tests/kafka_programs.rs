@@ -11,6 +11,7 @@
 
 mod support;
 
+use dsr_pipeline::testing::{assert_outputs_match, wait_for_outputs};
 use dsr_pipeline::testing::{population, reference, KafkaFixture};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::webhooks::{by_household, first_copies, serve, Receiver};
-use support::{assert_outputs_match, repo, start_process, wait_for_outputs};
+use support::{repo, start_process};
 
 fn dsr(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_dsr"))

@@ -181,7 +181,7 @@ async fn harness(target: usize, planned_kills: u64, seed: u64) {
     let fx = EmbeddedFixture::embedded_at(&repo, data.path()).await;
     let households = fx.changelog().await;
     let changes = fx.changes().await;
-    support::assert_outputs_match(&expected, &households, &changes);
+    dsr_pipeline::testing::assert_outputs_match(&expected, &households, &changes);
     // The few households whose record depends on timing (a move's join and a re-registration
     // race) are not compared with the clean run; none of them, nor any other, applied an event
     // twice.
