@@ -5,8 +5,9 @@
 
 mod support;
 
-use dsr_pipeline::testing::{assert_outputs_match, wait_for_outputs};
-use dsr_pipeline::testing::{population, reference, KafkaFixture};
+use dsr_pipeline::testing::{
+    assert_outputs_match, population, reference, wait_for_outputs, KafkaFixture,
+};
 use std::time::{Duration, Instant};
 use support::{repo, start_process};
 

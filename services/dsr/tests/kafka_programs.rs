@@ -11,8 +11,9 @@
 
 mod support;
 
-use dsr_pipeline::testing::{assert_outputs_match, wait_for_outputs};
-use dsr_pipeline::testing::{population, reference, KafkaFixture};
+use dsr_pipeline::testing::{
+    assert_outputs_match, population, reference, wait_for_outputs, KafkaFixture,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
