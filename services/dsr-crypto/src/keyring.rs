@@ -211,6 +211,73 @@ const INDEX_LABEL: &[u8] = b"dsr index key";
 pub const KEY_FILE: &str = "data-keys.json";
 pub const GENERATED_KEK_FILE: &str = "kek.key";
 
+impl KeyFile {
+    /// A data-key file's contents, checked: its format, and that `kek` is the KEK it is
+    /// wrapped with.
+    fn parse(file: &Path, bytes: &[u8], kek: &Kek) -> Result<KeyFile, CryptoError> {
+        let stored: KeyFile =
+            serde_json::from_slice(bytes).map_err(|e| CryptoError::BadKeyFile {
+                file: file.to_owned(),
+                why: e.to_string(),
+            })?;
+        if stored.format != FILE_FORMAT {
+            return Err(CryptoError::BadKeyFile {
+                file: file.to_owned(),
+                why: format!(
+                    "format {} (this dsr reads format {FILE_FORMAT}); use the dsr that wrote it",
+                    stored.format
+                ),
+            });
+        }
+        if stored.kek_fingerprint != kek.fingerprint() {
+            return Err(CryptoError::WrongKek {
+                file: file.to_owned(),
+                given_from: kek.source.to_string(),
+                given: kek.fingerprint(),
+                expected: stored.kek_fingerprint,
+            });
+        }
+        Ok(stored)
+    }
+}
+
+/// Wraps the data keys in `file` (a `data-keys.json`) under the KEK `new` instead of `old`,
+/// replacing the file atomically: how an operator changes the key-encryption key (a suspected
+/// leak, a new secret store, moving it out of the data directory). The data keys themselves,
+/// and so every sealed value, stay as they are: nothing else is rewritten. Returns how many
+/// data keys were re-wrapped. Nothing may have the keyring open meanwhile (it would write the
+/// file back under `old` on its next rotation): `dsr keys rewrap-kek` holds the data
+/// directory's lock.
+pub fn rewrap(file: &Path, old: &Kek, new: &Kek) -> Result<usize, CryptoError> {
+    let bytes = std::fs::read(file).map_err(|e| CryptoError::Io {
+        what: "reading the data keys",
+        path: file.to_owned(),
+        source: e,
+    })?;
+    let mut stored = KeyFile::parse(file, &bytes, old)?;
+    if new.fingerprint() == old.fingerprint() {
+        return Err(CryptoError::BadKek {
+            source_name: new.source.to_string(),
+            why: "it is the key-encryption key the data keys are already wrapped with".into(),
+        });
+    }
+    let old_cipher = Aes256Gcm::new_from_slice(old.bytes.as_ref()).expect("32-byte key");
+    let new_cipher = Aes256Gcm::new_from_slice(new.bytes.as_ref()).expect("32-byte key");
+    let index = unwrap_key(&old_cipher, INDEX_LABEL, &stored.index_key, file)?;
+    stored.index_key = wrap(&new_cipher, INDEX_LABEL, &index);
+    for k in &mut stored.keys {
+        let label = data_key_label(k.id);
+        let key = unwrap_key(&old_cipher, &label, &k.wrapped, file)?;
+        k.wrapped = wrap(&new_cipher, &label, &key);
+    }
+    stored.kek_fingerprint = new.fingerprint();
+    write_private(
+        file,
+        &serde_json::to_vec_pretty(&stored).expect("serializable"),
+    )?;
+    Ok(stored.keys.len())
+}
+
 impl Keyring {
     /// The keyring of a data directory's `security` folder, as `dsr up` opens it: the KEK from
     /// `env_kek` (the `DSR_KEK` variable), else `kek_file`, else `security/kek.key` (generated
@@ -233,31 +300,7 @@ impl Keyring {
         let kek_cipher = Aes256Gcm::new_from_slice(kek.bytes.as_ref()).expect("32-byte key");
         let fingerprint = kek.fingerprint();
         let (stored, created) = match std::fs::read(file) {
-            Ok(bytes) => {
-                let stored: KeyFile =
-                    serde_json::from_slice(&bytes).map_err(|e| CryptoError::BadKeyFile {
-                        file: file.to_owned(),
-                        why: e.to_string(),
-                    })?;
-                if stored.format != FILE_FORMAT {
-                    return Err(CryptoError::BadKeyFile {
-                        file: file.to_owned(),
-                        why: format!(
-                            "format {} (this dsr reads format {FILE_FORMAT}); use the dsr that wrote it",
-                            stored.format
-                        ),
-                    });
-                }
-                if stored.kek_fingerprint != fingerprint {
-                    return Err(CryptoError::WrongKek {
-                        file: file.to_owned(),
-                        given_from: kek.source.to_string(),
-                        given: fingerprint,
-                        expected: stored.kek_fingerprint,
-                    });
-                }
-                (stored, false)
-            }
+            Ok(bytes) => (KeyFile::parse(file, &bytes, kek)?, false),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut index = Zeroizing::new([0u8; 32]);
                 OsRng.fill_bytes(index.as_mut());
@@ -553,6 +596,43 @@ mod tests {
         Keyring::open(&dir.join("data-keys.json"), &kek("11"), 1)
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn a_rewrapped_keyring_opens_with_the_new_kek_only_and_reads_what_the_old_one_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data-keys.json");
+        let ring = keyring(dir.path());
+        ring.rotate(2).unwrap();
+        let sealed = ring.seal(b"Zamwe Washongako", b"households/p0");
+        let pseudonym = ring.pseudonym("person", b"P1");
+        drop(ring);
+
+        // The wrong old KEK, or the same KEK twice: refused, the file untouched.
+        let before = std::fs::read(&file).unwrap();
+        assert!(matches!(
+            rewrap(&file, &kek("33"), &kek("22")),
+            Err(CryptoError::WrongKek { .. })
+        ));
+        assert!(matches!(
+            rewrap(&file, &kek("11"), &kek("11")),
+            Err(CryptoError::BadKek { .. })
+        ));
+        assert_eq!(std::fs::read(&file).unwrap(), before);
+
+        assert_eq!(rewrap(&file, &kek("11"), &kek("22")).unwrap(), 2);
+        assert!(matches!(
+            Keyring::open(&file, &kek("11"), 3),
+            Err(CryptoError::WrongKek { .. })
+        ));
+        let (ring, created) = Keyring::open(&file, &kek("22"), 3).unwrap();
+        assert!(!created);
+        assert_eq!(ring.active_key(), 2);
+        assert_eq!(
+            ring.open_sealed(&sealed, b"households/p0").unwrap(),
+            b"Zamwe Washongako"
+        );
+        assert_eq!(ring.pseudonym("person", b"P1"), pseudonym);
     }
 
     #[test]

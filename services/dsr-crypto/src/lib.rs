@@ -12,10 +12,11 @@
 //!   so a rotation can switch new writes to a new key at once, re-encrypt old data in the
 //!   background, and retire the old key when nothing uses it. Also the keyed **pseudonyms**
 //!   (HMAC-SHA-256) that stores use as keys instead of household and person ids, so an id is
-//!   never written in the clear but lookups by id still work.
+//!   never written in the clear but lookups by id still work. [`rewrap`] moves the data keys
+//!   under a new KEK.
 
 pub mod kek;
 pub mod keyring;
 
 pub use kek::{Kek, KekSource};
-pub use keyring::{CryptoError, KeyInfo, Keyring, Pseudonym, SEAL_OVERHEAD};
+pub use keyring::{rewrap, CryptoError, KeyInfo, Keyring, Pseudonym, SEAL_OVERHEAD};

@@ -1,6 +1,7 @@
 //! `dsr keys`: register clients and manage their API keys, and rotate and retire the data keys
 //! that seal personal data at rest, through a running registry's admin API, as an admin (the
-//! admin's own key from `--key-file` or `DSR_API_KEY`).
+//! admin's own key from `--key-file` or `DSR_API_KEY`); and, offline, wrap the data keys under
+//! a new key-encryption key (`rewrap-kek`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -62,7 +63,86 @@ pub enum Keys {
         #[command(flatten)]
         admin: Admin,
     },
+    /// Wrap the data keys under a new key-encryption key (KEK), offline: `dsr up` must be
+    /// stopped. Only `security/data-keys.json` is rewritten; the data stays as it is. The
+    /// current KEK comes from DSR_KEK, --kek-file, or the data directory; the new one from
+    /// DSR_NEW_KEK (64 hex digits) or --new-kek-file.
+    #[command(name = "rewrap-kek")]
+    RewrapKek(RewrapKek),
 }
+
+#[derive(Args)]
+pub struct RewrapKek {
+    /// The stopped registry's data directory.
+    #[arg(long, default_value = "dsr-data")]
+    data_dir: PathBuf,
+    /// The current KEK's file (when it is not in DSR_KEK or the data directory).
+    #[arg(long)]
+    kek_file: Option<PathBuf>,
+    /// The new KEK's file (64 hex digits), e.g. on a separate, restricted mount.
+    #[arg(long)]
+    new_kek_file: Option<PathBuf>,
+}
+
+impl RewrapKek {
+    fn run(&self) -> Result<()> {
+        use dsr_crypto::kek::{Kek, ENV_VAR};
+        use dsr_crypto::keyring::GENERATED_KEK_FILE;
+        let security = self.data_dir.join("security");
+        let keys = security.join(dsr_crypto::keyring::KEY_FILE);
+        if !keys.is_file() {
+            bail!(
+                "{} has no data keys ({} is missing): give the data directory of a registry \
+                 `dsr up` has run on (--data-dir)",
+                self.data_dir.display(),
+                keys.display()
+            );
+        }
+        let _lock = super::lock_data_dir(&self.data_dir)?;
+        let env_old = std::env::var(ENV_VAR).ok().filter(|v| !v.trim().is_empty());
+        let in_directory = security.join(GENERATED_KEK_FILE);
+        if env_old.is_none() && self.kek_file.is_none() && !in_directory.is_file() {
+            bail!(
+                "give the current key-encryption key: {ENV_VAR}, or --kek-file FILE (there is \
+                 none in {})",
+                security.display()
+            );
+        }
+        let old = Kek::resolve(env_old.as_deref(), self.kek_file.as_deref(), &in_directory)?;
+        let new = match (std::env::var(NEW_KEK_VAR).ok(), &self.new_kek_file) {
+            (Some(hex), None) => Kek::from_hex(hex.trim())
+                .with_context(|| format!("the new key-encryption key in {NEW_KEK_VAR}"))?,
+            (None, Some(file)) => Kek::resolve(None, Some(file), &in_directory)?,
+            (Some(_), Some(_)) => bail!(
+                "give the new key-encryption key once: {NEW_KEK_VAR} or --new-kek-file, not both"
+            ),
+            (None, None) => bail!(
+                "give the new key-encryption key: {NEW_KEK_VAR} (64 hex digits) or \
+                 --new-kek-file FILE"
+            ),
+        };
+        let n = dsr_crypto::rewrap(&keys, &old, &new).context("re-wrapping the data keys")?;
+        println!(
+            "re-wrapped {n} data keys in {} under the key-encryption key {} (was {}); start dsr \
+             up with the new one ({ENV_VAR} or kek_file)",
+            keys.display(),
+            new.fingerprint(),
+            old.fingerprint()
+        );
+        if old.is_in_data_directory() {
+            eprintln!(
+                "dsr keys: the old key-encryption key {} no longer opens the data keys, but it \
+                 opens any copy of {} made before now: delete it once such backups are gone",
+                in_directory.display(),
+                keys.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The environment variable that may hold the new KEK for `dsr keys rewrap-kek`.
+pub const NEW_KEK_VAR: &str = "DSR_NEW_KEK";
 
 #[derive(Args)]
 pub struct Create {
@@ -156,6 +236,7 @@ impl Keys {
     async fn run_async(self) -> Result<()> {
         use reqwest::Method;
         match self {
+            Keys::RewrapKek(rewrap) => rewrap.run(),
             Keys::Create(create) => {
                 let spec = create.spec()?;
                 let answer = create

@@ -21,6 +21,35 @@ use dsr_core::eligibility::Program;
 use dsr_core::PmtModel;
 use std::path::Path;
 
+/// The lock file a running `dsr up` holds in its data directory.
+pub const DATA_DIR_LOCK: &str = "dsr.lock";
+
+/// Takes the data directory's lock (`DATA_DIR/dsr.lock`), held until the returned file is
+/// dropped or the process ends, however it ends. `dsr up` holds it while it runs; a command that
+/// must not run beside it (`dsr keys rewrap-kek`, which rewrites the data-key file `dsr up`
+/// keeps open) takes it too, and two `dsr up` on one directory are refused at once with a
+/// clear message instead of a store's lock error.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(DATA_DIR_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the data directory's lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "the data directory {} is in use by another dsr process (a running `dsr up` or \
+             `dsr keys rewrap-kek`); stop it first, or give another --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// The need-score model from a TOML file, or the shipped default.
 pub fn load_model(path: Option<&Path>) -> Result<PmtModel> {
     match path {

@@ -264,6 +264,8 @@ impl UpConfig {
         let programs = super::load_programs(&self.programs)?;
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+        // Held until `serve` returns (or the process ends).
+        let _lock = super::lock_data_dir(&self.data_dir)?;
 
         // The data keys that seal personal data at rest, wrapped by the key-encryption key.
         let security_dir = self.data_dir.join("security");
