@@ -60,8 +60,8 @@ fn every_household_fixture_round_trips() {
     let kinds: std::collections::BTreeSet<&str> = records
         .iter()
         .flat_map(|h| &h.programs)
-        .flat_map(|p| &p.inputs)
-        .map(|i| match i.value {
+        .flat_map(|p| p.inputs.iter())
+        .map(|(_, value)| match value {
             Scalar::Bool(_) => "bool",
             Scalar::Int(_) => "int",
             Scalar::Number(_) => "number",
@@ -435,7 +435,7 @@ fn older_writers_resolve_to_the_current_schema() {
 fn digests_keep_every_bit() {
     let mut h = fixtures::household_records().remove(0);
     for d in [0, 1, u64::MAX, 1 << 63, 0x8000_0000_0000_0001] {
-        h.programs[0].inputs[2].value = Scalar::Digest(d);
+        h.programs[0].inputs.set_value(2, Scalar::Digest(d));
         household_round_trip(&h);
     }
 }

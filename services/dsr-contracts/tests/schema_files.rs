@@ -237,7 +237,7 @@ fn output_records_mirror_dsr_core_field_for_field() {
     same("NeedScore", household.need_score.as_ref().unwrap());
     same("ShockDamage", household.shock_damage.as_ref().unwrap());
     same("ProgramStatus", &household.programs[0]);
-    same("RuleInput", &household.programs[0].inputs[0]);
+    same("RuleInput", &household.programs[0].inputs.to_vec()[0]);
     same("Member", &household.members[0]);
     same("EligibilityChange", &fixtures::eligibility_changes()[0]);
 }

@@ -57,3 +57,37 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<dsr_core::Event>, StoreError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use dsr_core::eligibility::{InputValue, RuleInputs, Scalar};
+
+    /// Records written before statuses shared their input names (a list of `{name, value}`)
+    /// read the same, and are written the same.
+    #[test]
+    fn rule_inputs_keep_the_stored_format_of_a_list_of_name_and_value() {
+        let pairs = vec![
+            InputValue {
+                name: "need_score".into(),
+                value: Scalar::Number(61.5),
+            },
+            InputValue {
+                name: "area".into(),
+                value: Scalar::Text("R01/D02".into()),
+            },
+            InputValue {
+                name: "members.age".into(),
+                value: Scalar::Digest(u64::MAX),
+            },
+        ];
+        let inputs: RuleInputs = pairs.clone().into_iter().collect();
+        let old = postcard::to_stdvec(&pairs).unwrap();
+        assert_eq!(postcard::to_stdvec(&inputs).unwrap(), old);
+        assert_eq!(postcard::from_bytes::<RuleInputs>(&old).unwrap(), inputs);
+        assert_eq!(
+            serde_json::to_value(&inputs).unwrap(),
+            serde_json::to_value(&pairs).unwrap()
+        );
+        assert_eq!(inputs.to_vec(), pairs);
+    }
+}

@@ -126,7 +126,15 @@ fn program(at: &str, p: &ProgramStatus) -> Result<Value, EncodeError> {
         ),
         ("eligible", Value::Boolean(p.eligible)),
         ("benefit", Value::Double(p.benefit)),
-        ("inputs", Value::Array(p.inputs.iter().map(input).collect())),
+        (
+            "inputs",
+            Value::Array(
+                p.inputs
+                    .iter()
+                    .map(|(name, value)| input(name, value))
+                    .collect(),
+            ),
+        ),
     ]))
 }
 
@@ -141,8 +149,8 @@ pub(crate) fn scalar_branch(s: &Scalar) -> u32 {
     }
 }
 
-fn input(i: &InputValue) -> Value {
-    let value = match &i.value {
+fn input(name: &str, scalar: &Scalar) -> Value {
+    let value = match scalar {
         Scalar::Bool(b) => Value::Boolean(*b),
         Scalar::Int(n) => Value::Long(*n),
         Scalar::Number(d) => Value::Double(*d),
@@ -150,10 +158,10 @@ fn input(i: &InputValue) -> Value {
         Scalar::Digest(d) => record([("digest", Value::Long(*d as i64))]),
     };
     record([
-        ("name", write::string(&i.name)),
+        ("name", write::string(name)),
         (
             "value",
-            Value::Union(scalar_branch(&i.value), Box::new(value)),
+            Value::Union(scalar_branch(scalar), Box::new(value)),
         ),
     ])
 }

@@ -14,12 +14,115 @@ use compact_str::{format_compact, CompactString};
 pub use rule::{Compiled, EvalError, HouseholdField, Input, MemberField, RuleError, Type, Value};
 use serde::{Deserialize, Serialize};
 
-/// A status's rule inputs. Inline up to four (the shipped programs read two to four), so a
-/// household's statuses are one allocation, which [`Household::prefetch`] covers: as separate
-/// allocations, first touching them was a tenth of the domain core's per-event cost.
+/// A status's rule inputs: their names, shared with the program that read them, and their
+/// values, inline up to four (the shipped programs read two to four).
 ///
-/// [`Household::prefetch`]: crate::Household::prefetch
-pub type RuleInputs = smallvec::SmallVec<[InputValue; 4]>;
+/// Why this shape: a household's program statuses are read and written on every event, and
+/// keeping each input's name next to its value made a status 240 bytes (three programs: a
+/// third of the memory the domain core touches per event). The names are the program's, the
+/// same for every household, so a status holds one pointer to the program's list and
+/// [`Program::refresh_inputs`] compares that pointer, not the names. A record decoded from
+/// storage brings its own list; the first refresh swaps it for the program's when the names
+/// are equal. On the wire and in storage the inputs stay a list of `{name, value}`.
+#[derive(Clone, Debug, Default)]
+pub struct RuleInputs {
+    names: InputNames,
+    values: smallvec::SmallVec<[Scalar; 4]>,
+}
+
+/// The names of a rule's inputs, in the order of their values.
+pub type InputNames = std::sync::Arc<[CompactString]>;
+
+impl RuleInputs {
+    /// Inputs from their names and values (as many values as names).
+    pub fn new(names: InputNames, values: impl IntoIterator<Item = Scalar>) -> RuleInputs {
+        let values: smallvec::SmallVec<[Scalar; 4]> = values.into_iter().collect();
+        assert_eq!(names.len(), values.len(), "one value per input name");
+        RuleInputs { names, values }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Each input's name and value, in the rule's order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Scalar)> + '_ {
+        self.names
+            .iter()
+            .map(|n| n.as_str())
+            .zip(self.values.iter())
+    }
+
+    /// The value of the input with this name.
+    pub fn get(&self, name: &str) -> Option<&Scalar> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Sets the value of the `index`th input.
+    pub fn set_value(&mut self, index: usize, value: Scalar) {
+        self.values[index] = value;
+    }
+
+    /// Owned name/value pairs (for encoders and callers outside the hot path).
+    pub fn to_vec(&self) -> Vec<InputValue> {
+        self.iter()
+            .map(|(name, value)| InputValue {
+                name: name.into(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
+impl PartialEq for RuleInputs {
+    fn eq(&self, other: &RuleInputs) -> bool {
+        self.values == other.values
+            && (std::sync::Arc::ptr_eq(&self.names, &other.names) || self.names == other.names)
+    }
+}
+
+impl FromIterator<InputValue> for RuleInputs {
+    fn from_iter<I: IntoIterator<Item = InputValue>>(pairs: I) -> RuleInputs {
+        let (names, values): (Vec<CompactString>, smallvec::SmallVec<[Scalar; 4]>) =
+            pairs.into_iter().map(|i| (i.name, i.value)).unzip();
+        RuleInputs {
+            names: names.into(),
+            values,
+        }
+    }
+}
+
+impl From<Vec<InputValue>> for RuleInputs {
+    fn from(pairs: Vec<InputValue>) -> RuleInputs {
+        pairs.into_iter().collect()
+    }
+}
+
+impl Serialize for RuleInputs {
+    /// As a list of `{name, value}`: the format `Vec<InputValue>` has, so stored records and
+    /// JSON answers do not depend on the in-memory shape.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename = "InputValue")]
+        struct Pair<'a> {
+            name: &'a str,
+            value: &'a Scalar,
+        }
+        serializer.collect_seq(self.iter().map(|(name, value)| Pair { name, value }))
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleInputs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RuleInputs, D::Error> {
+        Ok(Vec::<InputValue>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
 
 /// One input of a rule as it was at evaluation time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +217,9 @@ struct Inputs {
     household: Vec<HouseholdField>,
     members: Vec<MemberField>,
     members_name: CompactString,
+    /// Household field names, then `members_name` when members are read: the list every
+    /// status of this program shares.
+    names: InputNames,
 }
 
 impl Inputs {
@@ -143,10 +249,16 @@ impl Inputs {
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        let names: Vec<CompactString> = household
+            .iter()
+            .map(|f| CompactString::from(f.name()))
+            .chain((!members.is_empty()).then(|| members_name.clone()))
+            .collect();
         Inputs {
             household,
             members,
             members_name,
+            names: names.into(),
         }
     }
 }
@@ -336,20 +448,12 @@ impl Program {
     /// digest of the member fields they read), in the order [`Program::input_values_into`]
     /// gives their values.
     pub fn input_names(&self) -> impl Iterator<Item = &str> + '_ {
-        let wanted = &self.inputs;
-        let members = (!wanted.members.is_empty()).then_some(wanted.members_name.as_str());
-        wanted.household.iter().map(|f| f.name()).chain(members)
+        self.inputs.names.iter().map(|n| n.as_str())
     }
 
     /// Values with their names.
     pub fn named_inputs(&self, values: impl IntoIterator<Item = Scalar>) -> RuleInputs {
-        self.input_names()
-            .zip(values)
-            .map(|(name, value)| InputValue {
-                name: name.into(),
-                value,
-            })
-            .collect()
+        RuleInputs::new(self.inputs.names.clone(), values)
     }
 
     /// The values of the rule's inputs as they are now, without their names, in the order of
@@ -389,27 +493,27 @@ impl Program {
     /// the usual case builds no names, copies no text and allocates nothing.
     pub fn refresh_inputs(&self, input: &Input, inputs: &mut RuleInputs) {
         let wanted = &self.inputs;
-        let count = wanted.household.len() + usize::from(!wanted.members.is_empty());
-        let same_names = inputs.len() == count
-            && inputs
-                .iter()
-                .zip(self.input_names())
-                .all(|(i, name)| same_text(&i.name, name));
-        if !same_names {
-            let mut values = Vec::with_capacity(count);
-            self.input_values_into(input, &mut values);
-            *inputs = self.named_inputs(values);
-            return;
+        if !std::sync::Arc::ptr_eq(&inputs.names, &wanted.names) {
+            if inputs.names == wanted.names {
+                // Decoded from storage: the same names, in a list of its own.
+                inputs.names = wanted.names.clone();
+            } else {
+                let mut values = Vec::with_capacity(wanted.names.len());
+                self.input_values_into(input, &mut values);
+                *inputs = self.named_inputs(values);
+                return;
+            }
         }
-        for (slot, f) in inputs.iter_mut().zip(&wanted.household) {
+        let values = &mut inputs.values;
+        for (slot, f) in values.iter_mut().zip(&wanted.household) {
             let now = rule::read_household_field(*f, input);
-            if !holds(&slot.value, now) {
-                slot.value = scalar(now);
+            if !holds(slot, now) {
+                *slot = scalar(now);
             }
         }
         if !wanted.members.is_empty() {
             let now = Scalar::Digest(self.members_digest(input));
-            let slot = &mut inputs[count - 1].value;
+            let slot = &mut values[wanted.household.len()];
             if *slot != now {
                 *slot = now;
             }
@@ -497,7 +601,7 @@ pub fn decide(previous: Option<&ProgramStatus>, now: Evaluation, program: &Progr
 /// `name: before → after` (member inputs only as "changed": they can be personal data).
 pub fn change_reasons(
     previous: Option<&ProgramStatus>,
-    inputs: &[InputValue],
+    inputs: &RuleInputs,
     benefit: f64,
     program: &Program,
 ) -> Vec<String> {
@@ -512,14 +616,14 @@ pub fn change_reasons(
             p.rule_version, program.rule_version
         ));
     }
-    for i in inputs {
-        match p.inputs.iter().find(|o| o.name == i.name) {
-            Some(o) if o.value == i.value => {}
-            Some(o) => reasons.push(match i.value {
-                Scalar::Digest(_) => format!("{}: changed", i.name),
-                _ => format!("{}: {} → {}", i.name, o.value, i.value),
+    for (name, value) in inputs.iter() {
+        match p.inputs.get(name) {
+            Some(old) if old == value => {}
+            Some(old) => reasons.push(match value {
+                Scalar::Digest(_) => format!("{name}: changed"),
+                _ => format!("{name}: {old} → {value}"),
             }),
-            None => reasons.push(format!("{}: now {}", i.name, i.value)),
+            None => reasons.push(format!("{name}: now {value}")),
         }
     }
     if p.benefit != benefit {
@@ -831,12 +935,14 @@ mod tests {
                 let expected = p.named_inputs(values);
                 // From nothing, from the same program's inputs on the old record, and from
                 // another program's inputs (different names).
-                let mut from_old = RuleInputs::new();
+                let mut from_old = RuleInputs::default();
                 p.refresh_inputs(&input_for(&old, &fo), &mut from_old);
-                let mut from_other = RuleInputs::new();
+                // As decoded from storage: the same names in a list of their own.
+                let decoded: RuleInputs = from_old.to_vec().into_iter().collect();
+                let mut from_other = RuleInputs::default();
                 ps[(ps.iter().position(|q| q.id == p.id).unwrap() + 1) % ps.len()]
                     .refresh_inputs(&input_for(&old, &fo), &mut from_other);
-                for mut inputs in [RuleInputs::new(), from_old, from_other] {
+                for mut inputs in [RuleInputs::default(), from_old, decoded, from_other] {
                     p.refresh_inputs(&input_for(&new, &fnew), &mut inputs);
                     prop_assert_eq!(&inputs, &expected);
                 }

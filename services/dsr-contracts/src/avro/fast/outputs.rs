@@ -11,7 +11,7 @@ use crate::avro::{DecodeError, EncodeError, CHANGE_KINDS};
 use crate::schemas::{self, ELIGIBILITY_CHANGE, HOUSEHOLD_RECORD};
 use compact_str::CompactString;
 use dsr_core::codes::{DamageLevel, HazardType};
-use dsr_core::eligibility::{ChangeKind, InputValue, Scalar};
+use dsr_core::eligibility::{ChangeKind, InputValue, RuleInputs, Scalar};
 use dsr_core::household::{ProgramStatus, ShockDamage};
 use dsr_core::ids::*;
 use dsr_core::scale_up::ScaleUpMark;
@@ -192,7 +192,19 @@ struct ProgramStatusOut<'a> {
     rule_version: i32,
     eligible: bool,
     benefit: f64,
-    inputs: ArrayOf<'a, InputValue, RuleInputOut<'a>>,
+    inputs: RuleInputsOut<'a>,
+}
+
+/// A status's inputs as an Avro array of `RuleInput`.
+struct RuleInputsOut<'a>(&'a RuleInputs);
+
+impl Serialize for RuleInputsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(name, value)| RuleInputOut {
+            name,
+            value: ScalarOut(value),
+        }))
+    }
 }
 
 #[derive(Serialize)]
@@ -270,10 +282,7 @@ fn program_out(p: &ProgramStatus) -> ProgramStatusOut<'_> {
         rule_version: p.rule_version as i32,
         eligible: p.eligible,
         benefit: p.benefit,
-        inputs: ArrayOf(&p.inputs, |i| RuleInputOut {
-            name: &i.name,
-            value: ScalarOut(&i.value),
-        }),
+        inputs: RuleInputsOut(&p.inputs),
     }
 }
 
