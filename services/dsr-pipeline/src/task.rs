@@ -138,6 +138,8 @@ pub struct HouseholdTask<S: PartitionState> {
     next_offset: u64,
     cache: HouseholdMap<Option<Household>>,
     cache_capacity: usize,
+    /// The map a batch works in, kept empty between batches for its capacity.
+    batch_cache: HouseholdMap<Option<Household>>,
     with_parked: HouseholdSet,
     max_parked: usize,
 }
@@ -174,6 +176,7 @@ impl<S: PartitionState> HouseholdTask<S> {
             next_offset,
             cache: HouseholdMap::default(),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            batch_cache: HouseholdMap::default(),
             with_parked,
             max_parked: MAX_PARKED_PER_HOUSEHOLD,
         })
@@ -236,8 +239,11 @@ impl<S: PartitionState> HouseholdTask<S> {
             last_change: HouseholdMap::with_capacity_and_hasher(events.len(), Default::default()),
             ..BatchOutput::default()
         };
-        let mut cache: HouseholdMap<Option<Household>> =
-            HouseholdMap::with_capacity_and_hasher(events.len(), Default::default());
+        // The batch's working map is the task's, emptied, with the room of earlier batches:
+        // a fresh one per batch (~300 bytes an entry) had the allocator fetch fresh pages from
+        // the kernel each time, which zeroed them (7% of `dsr up`'s CPU under load).
+        let mut cache = std::mem::take(&mut self.batch_cache);
+        cache.reserve(events.len());
         for (i, event) in events.iter().enumerate() {
             let offset = first_offset + i as u64;
             let event = match event {
@@ -338,6 +344,7 @@ impl<S: PartitionState> HouseholdTask<S> {
             .map(|(h, s)| (*s, h.clone()))
             .collect();
         last.sort();
+        out.changed.reserve(last.len());
         for (source, household_id) in last {
             if let Some(Some(h)) = cache.remove(&household_id) {
                 out.changed.insert(household_id.clone(), h);
@@ -361,9 +368,10 @@ impl<S: PartitionState> HouseholdTask<S> {
             });
         }
         // Unchanged households go back to the task's cache as they were.
-        for (hid, h) in cache {
+        for (hid, h) in cache.drain() {
             self.cache.insert(hid, h);
         }
+        self.batch_cache = cache;
         Ok(out)
     }
 
