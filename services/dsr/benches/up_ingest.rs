@@ -65,6 +65,19 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) the process has used so far, in seconds: per event it is a
+/// steadier measure than wall-clock throughput on a VM whose speed drifts while other work
+/// shares its cores.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is the 1st, utime the 12th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
 /// Polls `/v1/status` every 20 ms until every stage is idle; the time it first was.
 async fn until_idle(client: &Api, base: &str) -> Instant {
     loop {
@@ -187,10 +200,12 @@ async fn main() {
         .cloned()
         .partition(|e| matches!(e.payload, dsr_core::Payload::HouseholdRegistered(_)));
     let started = Instant::now();
+    let cpu_before = cpu_seconds(up.child.id());
     post_concurrently(&client, &base, &registrations, clients, batch).await;
     post_concurrently(&client, &base, &life, clients, batch).await;
     let acknowledged = started.elapsed();
     let idle = until_idle(&client, &base).await.duration_since(started);
+    let cpu = cpu_seconds(up.child.id()) - cpu_before;
     let n = load.len() as f64;
     println!(
         "durable ingest: {} events acknowledged in {:.2} s = {:.0} events/s ({clients} clients, batches of {batch})",
@@ -202,6 +217,12 @@ async fn main() {
         "end to end (acknowledged, processed, eligibility changes written, served): {:.2} s = {:.0} events/s",
         idle.as_secs_f64(),
         n / idle.as_secs_f64()
+    );
+    println!(
+        "CPU of dsr up for it: {cpu:.1} s = {:.1} µs per event ({:.2} of this machine's {} cores busy on average)",
+        cpu / n * 1e6,
+        cpu / idle.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let rss = rss_kib(up.child.id());
     println!(
