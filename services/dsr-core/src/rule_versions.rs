@@ -91,12 +91,10 @@ pub fn reevaluate(
     let version = h.version + 1;
     let result = {
         let input = input_for(h, &facts);
-        let mut values = Vec::new();
         decide_program(
             &mut statuses,
             &activation.program,
             &input,
-            &mut values,
             (&h.household_id, version),
             &Cause {
                 change_id: ChangeIdFrom::Fixed(rule_change_id(&activation.id, &h.household_id)),
