@@ -4,7 +4,8 @@
 //! ```text
 //! offset  size  field
 //! 0       1     magic 0xD5
-//! 1       1     kind: 1 record, 2 topic created, 3 group offsets committed, 4 sealed record
+//! 1       1     kind: 1 record, 2 topic created, 3 group offsets committed, 4 sealed record,
+//!               5 compacted segment
 //! 2       4     body length, u32 little-endian
 //! 6       4     CRC-32 (IEEE) of the kind byte and the body, u32 little-endian
 //! 10      n     body (below)
@@ -22,7 +23,10 @@
 //!   about a person), then the record's contents — key `bytes?`, value `bytes?`, header count
 //!   u16, headers — sealed with the keyring's active data key (`dsr-crypto`), bound to the
 //!   topic, partition and offset. Re-encrypting under another key keeps the frame's length, so
-//!   a segment can be rewritten with every record at the same position.
+//!   a segment can be rewritten with every record at the same position;
+//! - compacted segment: the segment's length before compaction, u64 (the first frame of a
+//!   segment that compaction rewrote without its dead frames; the journal's byte addresses,
+//!   and so every later segment's name, stay those of the original, see `compaction`).
 
 use crate::port::{Header, Offset, Partition};
 
@@ -37,6 +41,7 @@ pub enum Kind {
     Topic = 2,
     Commit = 3,
     Sealed = 4,
+    Compacted = 5,
 }
 
 impl Kind {
@@ -46,6 +51,7 @@ impl Kind {
             2 => Some(Kind::Topic),
             3 => Some(Kind::Commit),
             4 => Some(Kind::Sealed),
+            5 => Some(Kind::Compacted),
             _ => None,
         }
     }
@@ -128,6 +134,11 @@ pub enum Frame {
     Sealed(SealedRecord),
     Topic(StoredTopic),
     Commit(StoredCommit),
+    /// The first frame of a compacted segment: how many bytes of the journal's address space
+    /// the segment spans (its length before any compaction).
+    Compacted {
+        logical_length: u64,
+    },
 }
 
 /// Why bytes are not a valid frame.
@@ -253,6 +264,13 @@ pub fn encode_commit(out: &mut Vec<u8>, commit: &StoredCommit) -> usize {
     finish(out, start)
 }
 
+/// Appends the marker that starts a compacted segment; returns its length.
+pub fn encode_compacted(out: &mut Vec<u8>, logical_length: u64) -> usize {
+    let start = begin(out, Kind::Compacted);
+    out.extend_from_slice(&logical_length.to_le_bytes());
+    finish(out, start)
+}
+
 /// Decodes the frame at the start of `bytes`; returns it and its length.
 pub fn decode(bytes: &[u8]) -> Result<(Frame, usize), FrameError> {
     if bytes.len() < HEADER_LEN {
@@ -354,6 +372,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Frame, usize), FrameError> {
             }
             Frame::Commit(StoredCommit { group, offsets })
         }
+        Kind::Compacted => Frame::Compacted {
+            logical_length: u64::from_le_bytes(body.take(8)?.try_into().expect("8 bytes")),
+        },
     };
     if !body.bytes.is_empty() {
         return Err(FrameError::Corrupt(format!(
@@ -502,6 +523,17 @@ mod tests {
         assert_eq!(
             decode(&out[a + b..]).unwrap().0,
             Frame::Commit(commit.clone())
+        );
+        let mut marker = Vec::new();
+        let c = encode_compacted(&mut marker, 268_435_456);
+        assert_eq!(
+            decode(&marker).unwrap(),
+            (
+                Frame::Compacted {
+                    logical_length: 268_435_456
+                },
+                c
+            )
         );
     }
 

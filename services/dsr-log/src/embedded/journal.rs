@@ -115,9 +115,9 @@ pub fn recover(
         let entry = entry.map_err(io("cannot list the log directory", dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".rekey") {
-            // A re-encryption that stopped before renaming its new file over the old one: the
-            // old file is whole and still the segment.
+        if name.ends_with(".rekey") || name.ends_with(".compact") {
+            // A re-encryption or compaction that stopped before renaming its new file over the
+            // old one: the old file is whole and still the segment.
             let _ = std::fs::remove_file(entry.path());
             continue;
         }
@@ -147,8 +147,31 @@ pub fn recover(
         let last = index + 1 == bases.len();
         let bytes = std::fs::read(&path).map_err(io("cannot read segment", &path))?;
         let mut at = 0usize;
+        // A compacted segment spans more of the journal's addresses than its file holds.
+        let mut logical_length = None;
         while at < bytes.len() {
             match frame::decode(&bytes[at..]) {
+                Ok((
+                    Frame::Compacted {
+                        logical_length: spans,
+                    },
+                    length,
+                )) if at == 0 => {
+                    if spans < bytes.len() as u64 {
+                        return Err(JournalError::DamagedSegment {
+                            path,
+                            at: 0,
+                            reason: format!(
+                                "its compaction marker says it spans {spans} bytes, but the \
+                                 file holds {}",
+                                bytes.len()
+                            ),
+                        });
+                    }
+                    logical_length = Some(spans);
+                    report.frames += 1;
+                    at += length;
+                }
                 Ok((frame, length)) => {
                     visit(base + at as u64, length as u32, frame);
                     report.frames += 1;
@@ -192,7 +215,7 @@ pub fn recover(
             .filter(|t| t.segment == path)
             .map_or(bytes.len() as u64, |t| t.at);
         report.bytes += length;
-        expected = base + length;
+        expected = base + logical_length.unwrap_or(length).max(length);
         let file = File::open(&path).map_err(io("cannot open segment", &path))?;
         segments.push(Segment {
             base,
@@ -351,13 +374,28 @@ impl Active {
     }
 }
 
+/// Why a segment file is being replaced; names the temporary file recovery removes.
+#[derive(Clone, Copy, Debug)]
+pub enum Rewrite {
+    Reencrypt,
+    Compact,
+}
+
 /// Replaces a (no longer active) segment's file with `bytes`, atomically: written to a
-/// `.rekey` file, synced, renamed over the segment, directory synced. Returns the new file,
-/// open for reading.
-pub fn replace_segment(path: &Path, bytes: &[u8]) -> Result<File, JournalError> {
-    let tmp = path.with_extension("log.rekey");
+/// `.rekey` or `.compact` file, given the old file's modification time (retention reads a
+/// segment's age from it), synced, renamed over the segment, directory synced. Returns the new
+/// file, open for reading.
+pub fn replace_segment(path: &Path, bytes: &[u8], why: Rewrite) -> Result<File, JournalError> {
+    let tmp = path.with_extension(match why {
+        Rewrite::Reencrypt => "log.rekey",
+        Rewrite::Compact => "log.compact",
+    });
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(io("cannot read the modification time of", path))?;
     let mut file = File::create(&tmp).map_err(io("cannot create", &tmp))?;
     file.write_all(bytes)
+        .and_then(|()| file.set_modified(modified))
         .and_then(|()| file.sync_all())
         .map_err(io("cannot write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("cannot rename over", path))?;

@@ -17,10 +17,14 @@
 //! appends go on, by rolling to a new segment and rewriting each older segment to a new file
 //! with every frame at the same position, then renaming it over the old one.
 //!
-//! Not here (documented in `docs/architecture.md`): compaction and retention (compacted topics
-//! keep every version), and an on-disk index (the index is rebuilt by reading the journal on
-//! start, and takes 12 bytes of memory per record).
+//! Compaction and retention ([`EmbeddedLog::compact`], in [`compaction`]): a pass rewrites the
+//! older segments without the records their topics' `cleanup.policy` and `retention.ms` no
+//! longer keep, and without superseded offset commits.
+//!
+//! Not here (documented in `docs/architecture.md`): an on-disk index (the index is rebuilt by
+//! reading the journal on start, and takes 12 bytes of memory per record, removed ones too).
 
+pub mod compaction;
 pub mod frame;
 pub mod journal;
 
@@ -49,6 +53,9 @@ const LAZY_SYNC_AFTER: Duration = Duration::from_millis(50);
 
 /// Where one record is: its frame's position and length in the journal.
 type Slot = (u64, u32);
+
+/// The slot of a record that compaction or retention removed (its offset stays taken).
+const REMOVED: Slot = (u64::MAX, 0);
 
 struct TopicIndex {
     id: u32,
@@ -134,10 +141,22 @@ impl Index {
                 };
                 let topic = self.topics.get_mut(name).expect("names and topics agree");
                 if let Some(partition) = topic.partitions.get_mut(record.partition as usize) {
-                    debug_assert_eq!(partition.len() as i64, record.offset);
+                    let offset = record.offset.max(0) as usize;
+                    if offset < partition.len() {
+                        tracing::warn!(
+                            topic = %name,
+                            partition = record.partition,
+                            offset,
+                            "a second record for an offset in the journal; the first is kept"
+                        );
+                        return;
+                    }
+                    // Offsets compaction removed before this one stay taken.
+                    partition.resize(offset, REMOVED);
                     partition.push((position, length));
                 }
             }
+            Frame::Compacted { .. } => {}
             Frame::Commit(commit) => {
                 let group = self.committed.entry(commit.group).or_default();
                 for (topic_id, partition, offset) in commit.offsets {
@@ -199,8 +218,8 @@ struct Inner {
     next_member: AtomicU64,
     /// Seals records on write and opens them on read; `None` for a plaintext log.
     keyring: Option<Arc<Keyring>>,
-    /// One re-encryption at a time.
-    reencrypting: tokio::sync::Mutex<()>,
+    /// One pass that rewrites older segments (re-encryption, compaction) at a time.
+    maintenance: tokio::sync::Mutex<()>,
 }
 
 /// The embedded log. Cheap to clone; every clone is the same log.
@@ -276,7 +295,7 @@ impl EmbeddedLog {
             groups: Mutex::default(),
             next_member: AtomicU64::new(1),
             keyring: keyring.clone(),
-            reencrypting: tokio::sync::Mutex::new(()),
+            maintenance: tokio::sync::Mutex::new(()),
         });
         let writer = Writer {
             inner: Arc::downgrade(&inner),
@@ -310,6 +329,12 @@ impl EmbeddedLog {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Starts a new segment now (unless the active one is empty), so that a compaction pass
+    /// ([`EmbeddedLog::compact`]) can reach every record written so far.
+    pub async fn roll_segment(&self) -> Result<(), LogError> {
+        self.request(|reply| Request::Roll { reply }).await
     }
 
     /// Bytes of every segment file (for progress bars and dashboards).
@@ -358,7 +383,7 @@ impl EmbeddedLog {
         let Some(keyring) = self.inner.keyring.clone() else {
             return Ok(Reencrypted::default());
         };
-        let _one = self.inner.reencrypting.lock().await;
+        let _one = self.inner.maintenance.lock().await;
         self.request(|reply| Request::Roll { reply }).await?;
         let segments = {
             let index = self.inner.index.read().unwrap();
@@ -397,7 +422,7 @@ impl EmbeddedLog {
                 }
                 done.bytes += bytes.len() as u64;
                 if resealed > 0 {
-                    let file = journal::replace_segment(&path, &bytes)
+                    let file = journal::replace_segment(&path, &bytes, journal::Rewrite::Reencrypt)
                         .map_err(|e| failed("replace", Box::new(e)))?;
                     let mut index = inner.index.write().unwrap();
                     if let Some(s) = index.segments.iter_mut().find(|s| s.base == segment.base) {
@@ -458,9 +483,12 @@ impl EmbeddedLog {
             if from >= slots.len() {
                 return Ok(Vec::new());
             }
-            let to = slots.len().min(from + max_records);
+            // Removed records are passed over without counting against `max_records` (a
+            // partition's last record is never removed, so a read below the end finds one).
             (
-                (from..to)
+                (from..slots.len())
+                    .filter(|o| slots[*o] != REMOVED)
+                    .take(max_records)
                     .map(|o| (o as Offset, slots[o]))
                     .collect::<Vec<_>>(),
                 index.segments.clone(),
@@ -656,7 +684,7 @@ impl Writer {
                             Frame::Topic(t) => {
                                 self.topics.remove(&t.name);
                             }
-                            Frame::Commit(_) | Frame::Sealed(_) => {}
+                            Frame::Commit(_) | Frame::Sealed(_) | Frame::Compacted { .. } => {}
                         }
                     }
                     let message = error.to_string();
@@ -934,8 +962,17 @@ impl Log for EmbeddedLog {
             })
     }
 
+    /// The first record compaction and retention left (the end when there is none).
     async fn beginning_offset(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
-        self.partition_len(partition).map(|_| 0)
+        let index = self.inner.index.read().unwrap();
+        let slots = index.slots_of(partition, |source| LogError::Offsets {
+            partition: partition.clone(),
+            source: source.into(),
+        })?;
+        Ok(slots
+            .iter()
+            .position(|s| *s != REMOVED)
+            .unwrap_or(slots.len()) as Offset)
     }
 
     async fn end_offset(&self, partition: &TopicPartition) -> Result<Offset, LogError> {

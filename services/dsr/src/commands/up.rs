@@ -78,6 +78,11 @@ pub struct Up {
     /// exists].
     #[arg(long, env = "DSR_SCALE_UP_RULES")]
     pub scale_up_rules: Option<PathBuf>,
+    /// Minutes between compaction passes over the embedded log: a household changelog keeps
+    /// each household's latest record, topics with a retention lose their old records
+    /// (`topics/`), superseded offset commits go. 0 turns compaction off [default: 10].
+    #[arg(long, env = "DSR_COMPACTION_MINUTES")]
+    pub compaction_minutes: Option<u64>,
 }
 
 /// The configuration file: the same settings, all optional; an unknown key is an error (a
@@ -97,6 +102,7 @@ struct ConfigFile {
     webhook_ca_file: Option<PathBuf>,
     areas: Option<PathBuf>,
     scale_up_rules: Option<PathBuf>,
+    compaction_minutes: Option<u64>,
 }
 
 /// `dsr up`'s settings, resolved (flags, environment, file, defaults) and validated.
@@ -114,6 +120,8 @@ pub struct UpConfig {
     pub webhook_ca_file: Option<PathBuf>,
     pub areas: Option<PathBuf>,
     pub scale_up_rules: Option<PathBuf>,
+    /// 0: no compaction.
+    pub compaction_minutes: u64,
 }
 
 impl Up {
@@ -128,7 +136,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, cache_households, kek_file, webhook_ca_file, areas, scale_up_rules",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, cache_households, kek_file, webhook_ca_file, areas, scale_up_rules, compaction_minutes",
                         path.display()
                     )
                 })?
@@ -165,6 +173,10 @@ impl Up {
             webhook_ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
             areas: self.areas.or(file.areas),
             scale_up_rules: self.scale_up_rules.or(file.scale_up_rules),
+            compaction_minutes: self
+                .compaction_minutes
+                .or(file.compaction_minutes)
+                .unwrap_or(10),
         };
         config.validate()?;
         Ok(config)
@@ -713,6 +725,15 @@ impl UpConfig {
                 Ok("audit sealer")
             });
         }
+        if self.compaction_minutes > 0 {
+            let every = Duration::from_secs(60 * self.compaction_minutes);
+            let log = log.clone();
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                compact_the_log(log, every, rx).await;
+                Ok("log compaction")
+            });
+        }
         {
             let rx = stop_rx.clone();
             tasks.spawn(async move {
@@ -851,6 +872,40 @@ fn stage_backlog(
     })
 }
 
+/// Runs a compaction pass over the embedded log every `every`, the first one `every` after the
+/// start (a processor's take-over after a crash, which reads the end of its output partitions,
+/// is long done by then). A pass that fails is reported and tried again at the next tick: the
+/// log is whole either way (a pass replaces a segment file only by an atomic rename).
+async fn compact_the_log(
+    log: EmbeddedLog,
+    every: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
+        let started = std::time::Instant::now();
+        match log.compact(std::time::SystemTime::now(), |_, _| {}).await {
+            Ok(done) if done.segments_rewritten > 0 => tracing::info!(
+                %done,
+                seconds = started.elapsed().as_secs_f64(),
+                "embedded log compacted"
+            ),
+            Ok(done) => tracing::debug!(%done, "embedded log: nothing to compact"),
+            Err(error) => {
+                eprintln!(
+                    "dsr up: warning: compacting the log failed, tried again in {} min: {error}",
+                    every.as_secs() / 60
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,6 +925,7 @@ mod tests {
             webhook_ca_file: None,
             areas: None,
             scale_up_rules: None,
+            compaction_minutes: None,
         }
     }
 
