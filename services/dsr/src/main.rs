@@ -63,6 +63,9 @@ enum Command {
     /// Check the audit log's hash chain and seals.
     #[command(subcommand)]
     Audit(commands::audit::Audit),
+    /// Maintain a stopped registry's embedded log (compaction and retention, now).
+    #[command(subcommand)]
+    Log(commands::log::LogCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Tail(c) => c.run(),
         Command::Keys(c) => c.run(),
         Command::Audit(c) => c.run(),
+        Command::Log(c) => c.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

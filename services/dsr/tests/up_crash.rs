@@ -22,7 +22,7 @@ use dsr_core::Event;
 use dsr_pipeline::testing::{content, population, reference, EmbeddedFixture};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::up::{now, start, stop_with, try_post, wait_idle, Up};
+use support::up::{now, start_with, stop_with, try_post, wait_idle, Up};
 
 /// Events per request, as a source system's batch.
 const BATCH: usize = 2_000;
@@ -46,6 +46,23 @@ impl Dice {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
     }
+}
+
+/// Starts `dsr up` as the harness runs it: small log segments and a compaction pass every
+/// two seconds, so that kills also land while a pass rewrites segments, and the comparison
+/// runs on a compacted changelog.
+fn start(data: &std::path::Path) -> Up {
+    start_with(
+        data,
+        &[
+            "--batch-size",
+            "500",
+            "--log-segment-mb",
+            "8",
+            "--compaction-seconds",
+            "2",
+        ],
+    )
 }
 
 /// Kills `dsr up` with SIGKILL and starts it again on the same directory.
@@ -182,6 +199,15 @@ async fn harness(target: usize, planned_kills: u64, seed: u64) {
     let households = fx.changelog().await;
     let changes = fx.changes().await;
     dsr_pipeline::testing::assert_outputs_match(&expected, &households, &changes);
+    // Compaction ran while dsr up worked and was killed: fewer changelog records are left
+    // than were written, and what is left is what the comparison above read.
+    let written = changelog_offsets(&fx).await;
+    let left = fx.read_topic(&fx.topics.changelog).await.len() as i64;
+    eprintln!("crash harness: {left} of {written} changelog records left after compaction");
+    assert!(
+        left < written,
+        "compaction removed no changelog record ({left} of {written})"
+    );
     // The few households whose record depends on timing (a move's join and a re-registration
     // race) are not compared with the clean run; none of them, nor any other, applied an event
     // twice.
@@ -213,4 +239,16 @@ async fn harness(target: usize, planned_kills: u64, seed: u64) {
         expected.order_sensitive.len()
     );
     fx.log.close();
+}
+
+/// How many records were ever written to the household changelog (its end offsets).
+async fn changelog_offsets(fx: &EmbeddedFixture) -> i64 {
+    use dsr_log::Log;
+    let topic = &fx.topics.changelog;
+    let mut written = 0;
+    for p in 0..fx.log.partition_count(topic).await.unwrap() {
+        let tp = dsr_log::TopicPartition::new(topic, p);
+        written += fx.log.end_offset(&tp).await.unwrap();
+    }
+    written
 }

@@ -4,7 +4,7 @@
 //!
 //! A position in the journal is a byte address across segments: segment files are named by the
 //! address of their first byte (`00000000000268435456.log`) and a new one starts once the
-//! active one passes [`SEGMENT_BYTES`].
+//! active one passes its size ([`SEGMENT_BYTES`] unless the log was opened with another).
 
 use super::frame::{self, Frame, FrameError};
 use std::fs::{File, OpenOptions};
@@ -13,7 +13,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A new segment starts after this many bytes.
+/// A new segment starts after this many bytes, by default. Compaction never touches the active
+/// segment, so smaller segments let it reach records sooner, at the cost of more files.
 pub const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A segment file open for reading.
@@ -233,6 +234,8 @@ pub struct Active {
     file: File,
     /// Bytes written by [`Active::write_lazily`] and not yet synced.
     unsynced: bool,
+    /// A new segment starts once this one holds this many bytes.
+    segment_bytes: u64,
 }
 
 impl Active {
@@ -240,6 +243,7 @@ impl Active {
     pub fn open(
         dir: &Path,
         segments: &[Segment],
+        segment_bytes: u64,
     ) -> Result<(Active, Option<Segment>), JournalError> {
         match segments.last() {
             Some(last) => {
@@ -259,15 +263,20 @@ impl Active {
                         length,
                         file,
                         unsynced: false,
+                        segment_bytes,
                     },
                     None,
                 ))
             }
-            None => Active::create(dir, 0).map(|(a, s)| (a, Some(s))),
+            None => Active::create(dir, 0, segment_bytes).map(|(a, s)| (a, Some(s))),
         }
     }
 
-    fn create(dir: &Path, base: u64) -> Result<(Active, Segment), JournalError> {
+    fn create(
+        dir: &Path,
+        base: u64,
+        segment_bytes: u64,
+    ) -> Result<(Active, Segment), JournalError> {
         let path = segment_path(dir, base);
         let file = OpenOptions::new()
             .create(true)
@@ -286,6 +295,7 @@ impl Active {
                 length: 0,
                 file,
                 unsynced: false,
+                segment_bytes,
             },
             Segment {
                 base,
@@ -357,18 +367,18 @@ impl Active {
             return Ok(None);
         }
         self.sync()?;
-        let (active, segment) = Active::create(&self.dir, self.end())?;
+        let (active, segment) = Active::create(&self.dir, self.end(), self.segment_bytes)?;
         *self = active;
         Ok(Some(segment))
     }
 
     /// Starts a new segment once this one is full; returns it for the readers.
     pub fn roll_if_full(&mut self) -> Result<Option<Segment>, JournalError> {
-        if self.length < SEGMENT_BYTES {
+        if self.length < self.segment_bytes {
             return Ok(None);
         }
         self.sync()?;
-        let (active, segment) = Active::create(&self.dir, self.end())?;
+        let (active, segment) = Active::create(&self.dir, self.end(), self.segment_bytes)?;
         *self = active;
         Ok(Some(segment))
     }

@@ -240,7 +240,7 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`: reads the journal, cuts a torn tail, rebuilds the
     /// index, and starts the writer. The report says what recovery found.
     pub fn open(dir: impl AsRef<Path>) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
-        Self::open_with(dir.as_ref(), None)
+        Self::open_with(dir.as_ref(), None, journal::SEGMENT_BYTES)
     }
 
     /// Opens the log with its records sealed by `keyring` (what `dsr up` does). Records written
@@ -249,12 +249,23 @@ impl EmbeddedLog {
         dir: impl AsRef<Path>,
         keyring: Arc<Keyring>,
     ) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
-        Self::open_with(dir.as_ref(), Some(keyring))
+        Self::open_with(dir.as_ref(), Some(keyring), journal::SEGMENT_BYTES)
+    }
+
+    /// [`EmbeddedLog::open_encrypted`] with segments of `segment_bytes` instead of the default
+    /// [`journal::SEGMENT_BYTES`] (compaction reaches records once their segment is full).
+    pub fn open_encrypted_with_segment_bytes(
+        dir: impl AsRef<Path>,
+        keyring: Arc<Keyring>,
+        segment_bytes: u64,
+    ) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
+        Self::open_with(dir.as_ref(), Some(keyring), segment_bytes.max(1))
     }
 
     fn open_with(
         dir: &Path,
         keyring: Option<Arc<Keyring>>,
+        segment_bytes: u64,
     ) -> Result<(EmbeddedLog, RecoveryReport), LogError> {
         let dir = dir.to_owned();
         let storage = |what: &str, source: journal::JournalError| LogError::Embedded {
@@ -272,8 +283,8 @@ impl EmbeddedLog {
         } else {
             tracing::info!(dir = %dir.display(), %report, "embedded log opened");
         }
-        let (active, created) =
-            Active::open(&dir, &segments).map_err(|e| storage("cannot open the journal", e))?;
+        let (active, created) = Active::open(&dir, &segments, segment_bytes)
+            .map_err(|e| storage("cannot open the journal", e))?;
         segments.extend(created);
         index.segments = segments;
         let mut next_offsets = HashMap::new();

@@ -5,6 +5,7 @@ pub mod deliver;
 pub mod demo;
 pub mod generate;
 pub mod keys;
+pub mod log;
 pub mod process;
 pub mod programs;
 pub mod publish;

@@ -78,11 +78,15 @@ pub struct Up {
     /// exists].
     #[arg(long, env = "DSR_SCALE_UP_RULES")]
     pub scale_up_rules: Option<PathBuf>,
-    /// Minutes between compaction passes over the embedded log: a household changelog keeps
+    /// Seconds between compaction passes over the embedded log: the household changelog keeps
     /// each household's latest record, topics with a retention lose their old records
-    /// (`topics/`), superseded offset commits go. 0 turns compaction off [default: 10].
-    #[arg(long, env = "DSR_COMPACTION_MINUTES")]
-    pub compaction_minutes: Option<u64>,
+    /// (`topics/`), superseded offset commits go. 0 turns compaction off [default: 600].
+    #[arg(long, env = "DSR_COMPACTION_SECONDS")]
+    pub compaction_seconds: Option<u64>,
+    /// Size of the embedded log's segment files, in MiB. Compaction reaches a record once its
+    /// segment is full [default: 256].
+    #[arg(long, env = "DSR_LOG_SEGMENT_MB")]
+    pub log_segment_mb: Option<u64>,
 }
 
 /// The configuration file: the same settings, all optional; an unknown key is an error (a
@@ -102,7 +106,8 @@ struct ConfigFile {
     webhook_ca_file: Option<PathBuf>,
     areas: Option<PathBuf>,
     scale_up_rules: Option<PathBuf>,
-    compaction_minutes: Option<u64>,
+    compaction_seconds: Option<u64>,
+    log_segment_mb: Option<u64>,
 }
 
 /// `dsr up`'s settings, resolved (flags, environment, file, defaults) and validated.
@@ -121,7 +126,8 @@ pub struct UpConfig {
     pub areas: Option<PathBuf>,
     pub scale_up_rules: Option<PathBuf>,
     /// 0: no compaction.
-    pub compaction_minutes: u64,
+    pub compaction_seconds: u64,
+    pub log_segment_mb: u64,
 }
 
 impl Up {
@@ -136,7 +142,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, cache_households, kek_file, webhook_ca_file, areas, scale_up_rules, compaction_minutes",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, cache_households, kek_file, webhook_ca_file, areas, scale_up_rules, compaction_seconds, log_segment_mb",
                         path.display()
                     )
                 })?
@@ -173,10 +179,14 @@ impl Up {
             webhook_ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
             areas: self.areas.or(file.areas),
             scale_up_rules: self.scale_up_rules.or(file.scale_up_rules),
-            compaction_minutes: self
-                .compaction_minutes
-                .or(file.compaction_minutes)
-                .unwrap_or(10),
+            compaction_seconds: self
+                .compaction_seconds
+                .or(file.compaction_seconds)
+                .unwrap_or(600),
+            log_segment_mb: self
+                .log_segment_mb
+                .or(file.log_segment_mb)
+                .unwrap_or(dsr_log::embedded::journal::SEGMENT_BYTES >> 20),
         };
         config.validate()?;
         Ok(config)
@@ -215,6 +225,12 @@ impl UpConfig {
         }
         if self.batch_size == 0 {
             bail!("batch_size must be at least 1");
+        }
+        if !(1..=4096).contains(&self.log_segment_mb) {
+            bail!(
+                "log_segment_mb must be between 1 and 4096 MiB (it is {})",
+                self.log_segment_mb
+            );
         }
         if let Some(ca) = &self.webhook_ca_file {
             if !ca.is_file() {
@@ -308,8 +324,11 @@ impl UpConfig {
         let keyring = Arc::new(keyring);
 
         // The log, with dsr's topics.
-        let (log, report) =
-            EmbeddedLog::open_encrypted(self.data_dir.join("log"), Arc::clone(&keyring))?;
+        let (log, report) = EmbeddedLog::open_encrypted_with_segment_bytes(
+            self.data_dir.join("log"),
+            Arc::clone(&keyring),
+            self.log_segment_mb << 20,
+        )?;
         eprintln!(
             "dsr up: log {}: {report}",
             self.data_dir.join("log").display()
@@ -725,8 +744,8 @@ impl UpConfig {
                 Ok("audit sealer")
             });
         }
-        if self.compaction_minutes > 0 {
-            let every = Duration::from_secs(60 * self.compaction_minutes);
+        if self.compaction_seconds > 0 {
+            let every = Duration::from_secs(self.compaction_seconds);
             let log = log.clone();
             let rx = stop_rx.clone();
             tasks.spawn(async move {
@@ -898,8 +917,8 @@ async fn compact_the_log(
             Ok(done) => tracing::debug!(%done, "embedded log: nothing to compact"),
             Err(error) => {
                 eprintln!(
-                    "dsr up: warning: compacting the log failed, tried again in {} min: {error}",
-                    every.as_secs() / 60
+                    "dsr up: warning: compacting the log failed, tried again in {} s: {error}",
+                    every.as_secs()
                 );
             }
         }
@@ -925,7 +944,8 @@ mod tests {
             webhook_ca_file: None,
             areas: None,
             scale_up_rules: None,
-            compaction_minutes: None,
+            compaction_seconds: None,
+            log_segment_mb: None,
         }
     }
 
