@@ -424,7 +424,34 @@ async fn main() {
             delivered.last().unwrap()
         );
     }
+    // Compaction and retention of what this run left: one pass over the whole log (dsr up's
+    // own pass, every --compaction-seconds, default 600, did not come during the run), and the
+    // log's size before and after.
+    let log_dir = data.path().join("log");
+    let before = dir_bytes(&log_dir);
+    fx.log.roll_segment().await.unwrap();
+    let started = std::time::Instant::now();
+    let done = fx
+        .log
+        .compact(std::time::SystemTime::now(), |_, _| {})
+        .await
+        .unwrap();
+    println!(
+        "compaction of the embedded log: {:.1} s, {} MiB -> {} MiB ({done})",
+        started.elapsed().as_secs_f64(),
+        before >> 20,
+        dir_bytes(&log_dir) >> 20
+    );
     fx.log.close();
+}
+
+/// Bytes of the files in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn now_ms() -> i64 {
