@@ -451,3 +451,80 @@ async fn random_appends_rolls_passes_and_reopens_never_lose_a_latest_record() {
         );
     }
 }
+
+/// Readers and a consumer group go on while passes rewrite the segments under them: every
+/// record read is the one written at its offset, and each read finds the latest records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_during_passes_see_whole_records_at_their_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keyring, _, _) =
+        dsr_crypto::Keyring::open_directory(&dir.path().join("security"), None, None, 1).unwrap();
+    let keyring = Arc::new(keyring);
+    let (log, _) =
+        EmbeddedLog::open_encrypted(dir.path().join("log"), Arc::clone(&keyring)).unwrap();
+    log.create_topic(&compacted("t.c", 1)).await.unwrap();
+    let tp = TopicPartition::new("t.c", 0);
+    // Values name their own offset, so a reader can check what it got.
+    let value = |offset: i64, key: u64| format!("k{key}@{offset}");
+    let mut next = 0i64;
+    for round in 0..30u64 {
+        let records: Vec<Record> = (0..50)
+            .map(|i| {
+                let key = (round * 7 + i) % 40;
+                Record::new(format!("k{key}"), value(next + i as i64, key))
+            })
+            .collect();
+        log.append("t.c", records).await.unwrap();
+        next += 50;
+        log.roll_segment().await.unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let log = log.clone();
+        let tp = tp.clone();
+        let stop = Arc::clone(&stop);
+        async move {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                for (offset, key, v) in read_partition(&log, &tp).await {
+                    assert_eq!(v.unwrap(), format!("{key}@{offset}"), "record at {offset}");
+                }
+                reads += 1;
+            }
+            reads
+        }
+    });
+    let mut removed = 0;
+    for round in 0..10u64 {
+        let records: Vec<Record> = (0..50)
+            .map(|i| {
+                let key = (round * 11 + i) % 40;
+                Record::new(format!("k{key}"), value(next + i as i64, key))
+            })
+            .collect();
+        log.append("t.c", records).await.unwrap();
+        next += 50;
+        log.roll_segment().await.unwrap();
+        removed += log
+            .compact_with(SystemTime::now(), 0.0, |_, _| {})
+            .await
+            .unwrap()
+            .records_removed;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.await.unwrap();
+    assert!(removed > 1000, "{removed} records removed");
+    assert!(reads > 0);
+    // A re-encryption after compaction reads the compacted segments (their marker too), and
+    // what it leaves reads the same after a reopen.
+    let read = read_partition(&log, &tp).await;
+    assert_eq!(read.len(), 40, "one record per key");
+    keyring.rotate(2).unwrap();
+    let resealed = log.reencrypt(|_, _| {}).await.unwrap();
+    assert!(resealed.resealed >= 40, "{resealed:?}");
+    log.close();
+    drop(log);
+    let (log, report) = open(dir.path(), Opening::Sealed);
+    assert!(report.truncated.is_none(), "{report}");
+    assert_eq!(read_partition(&log, &tp).await, read);
+}
