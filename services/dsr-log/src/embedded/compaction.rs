@@ -217,8 +217,8 @@ impl EmbeddedLog {
             for topic in index.topics.values() {
                 policies.insert(topic.id, Policy::of(&topic.spec.configs));
                 for (p, slots) in topic.partitions.iter().enumerate() {
-                    if !slots.is_empty() {
-                        last_offsets.insert((topic.id, p as Partition), slots.len() as Offset - 1);
+                    if slots.end() > 0 {
+                        last_offsets.insert((topic.id, p as Partition), slots.end() - 1);
                     }
                 }
             }
@@ -415,6 +415,7 @@ fn run(
             if let Some(s) = index.segments.iter_mut().find(|s| s.base == segment.base) {
                 s.file = Arc::new(file);
             }
+            let mut touched = std::collections::HashSet::new();
             for ((topic_id, partition, offset), slot) in moves {
                 let Some(name) = index.names.get(&topic_id).cloned() else {
                     continue;
@@ -424,9 +425,18 @@ fn run(
                     .get_mut(&name)
                     .and_then(|t| t.partitions.get_mut(partition as usize))
                 {
-                    if let Some(entry) = slots.get_mut(offset as usize) {
-                        *entry = slot;
-                    }
+                    slots.set(offset, slot);
+                    touched.insert((name, partition));
+                }
+            }
+            // Records removed at a partition's start take no more memory.
+            for (name, partition) in touched {
+                if let Some(slots) = index
+                    .topics
+                    .get_mut(&name)
+                    .and_then(|t| t.partitions.get_mut(partition as usize))
+                {
+                    slots.trim();
                 }
             }
         }

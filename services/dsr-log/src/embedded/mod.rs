@@ -22,7 +22,8 @@
 //! longer keep, and without superseded offset commits.
 //!
 //! Not here (documented in `docs/architecture.md`): an on-disk index (the index is rebuilt by
-//! reading the journal on start, and takes 12 bytes of memory per record, removed ones too).
+//! reading the journal on start, and takes 12 bytes of memory per record, and per removed
+//! record after a partition's first one left).
 
 pub mod compaction;
 pub mod frame;
@@ -57,10 +58,83 @@ type Slot = (u64, u32);
 /// The slot of a record that compaction or retention removed (its offset stays taken).
 const REMOVED: Slot = (u64::MAX, 0);
 
+/// Where each record of a partition is, by offset. Offsets below `start` were removed
+/// (retention, compaction) and take no memory; removed ones above it are [`REMOVED`].
+#[derive(Clone, Debug, Default)]
+struct Slots {
+    start: Offset,
+    slots: Vec<Slot>,
+}
+
+impl Slots {
+    /// The next offset (the partition's end).
+    fn end(&self) -> Offset {
+        self.start + self.slots.len() as Offset
+    }
+
+    /// The records from `from` on, at most `max`, removed ones passed over.
+    fn from(&self, from: Offset, max: usize) -> Vec<(Offset, Slot)> {
+        let first = (from.max(self.start) - self.start) as usize;
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(first)
+            .filter(|(_, s)| **s != REMOVED)
+            .take(max)
+            .map(|(i, s)| (self.start + i as Offset, *s))
+            .collect()
+    }
+
+    /// The first offset whose record is there (the end when none is).
+    fn first(&self) -> Offset {
+        self.slots
+            .iter()
+            .position(|s| *s != REMOVED)
+            .map_or(self.end(), |i| self.start + i as Offset)
+    }
+
+    /// Records the slot of `offset`, at or after the end; offsets skipped before it were
+    /// removed (a compacted journal read on open).
+    fn push(&mut self, offset: Offset, slot: Slot) {
+        if self.slots.is_empty() {
+            self.start = offset;
+        } else {
+            self.slots.resize((offset - self.start) as usize, REMOVED);
+        }
+        self.slots.push(slot);
+    }
+
+    /// Moves or removes (`REMOVED`) the record at `offset`.
+    fn set(&mut self, offset: Offset, slot: Slot) {
+        if let Some(i) = offset
+            .checked_sub(self.start)
+            .and_then(|i| usize::try_from(i).ok())
+        {
+            if let Some(entry) = self.slots.get_mut(i) {
+                *entry = slot;
+            }
+        }
+    }
+
+    /// Lets go of the removed records before the first one left (never the last).
+    fn trim(&mut self) {
+        let removed = self
+            .slots
+            .iter()
+            .take(self.slots.len().saturating_sub(1))
+            .take_while(|s| **s == REMOVED)
+            .count();
+        if removed > 0 {
+            self.slots.drain(..removed);
+            self.start += removed as Offset;
+        }
+    }
+}
+
 struct TopicIndex {
     id: u32,
     spec: NewTopicSpec,
-    partitions: Vec<Vec<Slot>>,
+    partitions: Vec<Slots>,
 }
 
 #[derive(Default)]
@@ -79,7 +153,7 @@ impl Index {
         &self,
         partition: &TopicPartition,
         missing: impl FnOnce(String) -> LogError,
-    ) -> Result<&[Slot], LogError> {
+    ) -> Result<&Slots, LogError> {
         let topic = self
             .topics
             .get(&partition.topic)
@@ -89,7 +163,6 @@ impl Index {
         topic
             .partitions
             .get(partition.partition as usize)
-            .map(Vec::as_slice)
             .ok_or_else(|| {
                 missing(format!(
                     "topic `{}` has {} partitions",
@@ -114,7 +187,7 @@ impl Index {
                     TopicIndex {
                         id: topic.topic_id,
                         spec,
-                        partitions: vec![Vec::new(); topic.partitions as usize],
+                        partitions: vec![Slots::default(); topic.partitions as usize],
                     },
                 );
             }
@@ -141,19 +214,17 @@ impl Index {
                 };
                 let topic = self.topics.get_mut(name).expect("names and topics agree");
                 if let Some(partition) = topic.partitions.get_mut(record.partition as usize) {
-                    let offset = record.offset.max(0) as usize;
-                    if offset < partition.len() {
+                    if record.offset < partition.end() || record.offset < 0 {
                         tracing::warn!(
                             topic = %name,
                             partition = record.partition,
-                            offset,
+                            offset = record.offset,
                             "a second record for an offset in the journal; the first is kept"
                         );
                         return;
                     }
                     // Offsets compaction removed before this one stay taken.
-                    partition.resize(offset, REMOVED);
-                    partition.push((position, length));
+                    partition.push(record.offset, (position, length));
                 }
             }
             Frame::Compacted { .. } => {}
@@ -292,7 +363,7 @@ impl EmbeddedLog {
         for (name, topic) in &index.topics {
             topics.insert(name.clone(), (topic.id, topic.spec.partitions));
             for (p, slots) in topic.partitions.iter().enumerate() {
-                next_offsets.insert((topic.id, p as Partition), slots.len() as Offset);
+                next_offsets.insert((topic.id, p as Partition), slots.end());
             }
         }
         let (tx, rx) = mpsc::channel();
@@ -375,7 +446,7 @@ impl EmbeddedLog {
             for (p, slots) in topic.partitions.iter().enumerate() {
                 let tp = TopicPartition::new(*name, p as Partition);
                 let done = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
-                lag += (slots.len() as Offset - done).max(0) as u64;
+                lag += (slots.end() - done).max(0) as u64;
             }
         }
         Ok(lag)
@@ -490,20 +561,12 @@ impl EmbeddedLog {
                 partition: partition.clone(),
                 source: source.into(),
             })?;
-            let from = from.max(0) as usize;
-            if from >= slots.len() {
+            if from >= slots.end() {
                 return Ok(Vec::new());
             }
             // Removed records are passed over without counting against `max_records` (a
             // partition's last record is never removed, so a read below the end finds one).
-            (
-                (from..slots.len())
-                    .filter(|o| slots[*o] != REMOVED)
-                    .take(max_records)
-                    .map(|o| (o as Offset, slots[o]))
-                    .collect::<Vec<_>>(),
-                index.segments.clone(),
-            )
+            (slots.from(from, max_records), index.segments.clone())
         };
         let mut records = Vec::with_capacity(slots.len());
         for (offset, (position, length)) in slots {
@@ -560,7 +623,7 @@ impl EmbeddedLog {
             partition: partition.clone(),
             source: source.into(),
         })?;
-        Ok(slots.len() as Offset)
+        Ok(slots.end())
     }
 
     /// Waits until the log changed after `seen`, or `deadline`. Returns the new change count.
@@ -980,10 +1043,7 @@ impl Log for EmbeddedLog {
             partition: partition.clone(),
             source: source.into(),
         })?;
-        Ok(slots
-            .iter()
-            .position(|s| *s != REMOVED)
-            .unwrap_or(slots.len()) as Offset)
+        Ok(slots.first())
     }
 
     async fn end_offset(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
@@ -1252,5 +1312,37 @@ impl GroupMember for EmbeddedMember {
     async fn leave(mut self) -> Result<(), LogError> {
         self.release();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::{Slots, REMOVED};
+
+    #[test]
+    fn removed_records_at_the_start_take_no_memory_and_reads_pass_over_the_rest() {
+        let mut slots = Slots::default();
+        // A compacted journal read on open: offsets 3, 4 and 7 are left.
+        slots.push(3, (10, 1));
+        slots.push(4, (20, 1));
+        slots.push(7, (30, 1));
+        assert_eq!((slots.start, slots.end(), slots.first()), (3, 8, 3));
+        assert_eq!(slots.from(5, 1), vec![(7, (30, 1))], "5 and 6 were removed");
+        assert_eq!(
+            slots.from(0, 10),
+            vec![(3, (10, 1)), (4, (20, 1)), (7, (30, 1))]
+        );
+        assert_eq!(slots.from(5, 10), vec![(7, (30, 1))]);
+        assert_eq!(slots.from(3, 1), vec![(3, (10, 1))]);
+        slots.set(3, REMOVED);
+        slots.set(4, REMOVED);
+        slots.trim();
+        assert_eq!((slots.start, slots.slots.len(), slots.first()), (7, 1, 7));
+        // The last record stays, even if it were marked removed.
+        slots.set(7, REMOVED);
+        slots.trim();
+        assert_eq!((slots.start, slots.end()), (7, 8));
+        slots.push(8, (40, 1));
+        assert_eq!(slots.from(0, 10), vec![(8, (40, 1))]);
     }
 }
