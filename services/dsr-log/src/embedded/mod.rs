@@ -617,13 +617,18 @@ impl EmbeddedLog {
         Ok(records)
     }
 
-    fn partition_len(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
+    /// `of` a partition's slots (its end, its first record), for the offset questions.
+    fn offset_of(
+        &self,
+        partition: &TopicPartition,
+        of: impl FnOnce(&Slots) -> Offset,
+    ) -> Result<Offset, LogError> {
         let index = self.inner.index.read().unwrap();
         let slots = index.slots_of(partition, |source| LogError::Offsets {
             partition: partition.clone(),
             source: source.into(),
         })?;
-        Ok(slots.end())
+        Ok(of(slots))
     }
 
     /// Waits until the log changed after `seen`, or `deadline`. Returns the new change count.
@@ -1038,16 +1043,11 @@ impl Log for EmbeddedLog {
 
     /// The first record compaction and retention left (the end when there is none).
     async fn beginning_offset(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
-        let index = self.inner.index.read().unwrap();
-        let slots = index.slots_of(partition, |source| LogError::Offsets {
-            partition: partition.clone(),
-            source: source.into(),
-        })?;
-        Ok(slots.first())
+        self.offset_of(partition, Slots::first)
     }
 
     async fn end_offset(&self, partition: &TopicPartition) -> Result<Offset, LogError> {
-        self.partition_len(partition)
+        self.offset_of(partition, Slots::end)
     }
 
     fn reader(&self) -> Result<EmbeddedReader, LogError> {
