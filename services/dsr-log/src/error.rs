@@ -114,6 +114,18 @@ pub enum LogError {
     },
 
     #[error(
+        "the log has no consumer group `{group}` (groups with committed offsets: {known:?}); \
+         list them with `dsr log groups`"
+    )]
+    UnknownGroup { group: String, known: Vec<String> },
+
+    #[error(
+        "consumer group `{group}` has {members} member(s) consuming now; stop them (stop dsr \
+         up) before removing the group"
+    )]
+    GroupInUse { group: String, members: usize },
+
+    #[error(
         "the embedded log in `{dir}`: {what}: {source}; check the disk (space, permissions) and \
          restart dsr — acknowledged records are on disk and recovery keeps them"
     )]

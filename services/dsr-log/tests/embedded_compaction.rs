@@ -528,3 +528,127 @@ async fn reads_during_passes_see_whole_records_at_their_offsets() {
     assert!(report.truncated.is_none(), "{report}");
     assert_eq!(read_partition(&log, &tp).await, read);
 }
+
+/// A group that stopped for good (a program taken out of `programs/`) holds back compaction
+/// until an operator removes it; then its records and its commits go, and the removal holds
+/// across a reopen.
+#[tokio::test]
+async fn a_removed_group_no_longer_holds_back_compaction_and_stays_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("t.changelog", 0);
+    async fn read_all(member: &mut dsr_log::embedded::EmbeddedMember, until: i64) {
+        let mut next = 0;
+        while next < until {
+            for event in member.poll(100, Duration::from_secs(1)).await.unwrap() {
+                if let GroupEvent::Records(r) = event {
+                    next = r.last().unwrap().next_offset();
+                }
+            }
+        }
+    }
+    {
+        let (log, _) = open(dir.path(), Opening::Sealed);
+        log.create_topic(&compacted("t.changelog", 1))
+            .await
+            .unwrap();
+        let mut projector = log.join_group("projector", &["t.changelog"]).unwrap();
+        let mut retired = log.join_group("retired", &["t.changelog"]).unwrap();
+        for version in 0..4 {
+            let records: Vec<Record> = (0..10)
+                .map(|k| Record::new(format!("k{k}"), format!("v{version}")))
+                .collect();
+            log.append("t.changelog", records).await.unwrap();
+            let end = (version + 1) * 10;
+            read_all(&mut projector, end).await;
+            projector.commit(&[(tp.clone(), end)]).await.unwrap();
+            if version == 0 {
+                // The retired group reads the first version, commits it and is never heard of
+                // again.
+                read_all(&mut retired, end).await;
+                retired.commit(&[(tp.clone(), end)]).await.unwrap();
+            }
+            log.roll_segment().await.unwrap();
+        }
+        // Every dead frame is reason enough for a rewrite, so the counts are exact.
+        let done = log
+            .compact_with(SystemTime::now(), 0.0, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (done.records_removed, done.commits_removed),
+            (10, 3),
+            "only what the retired group passed goes, and the projector's superseded commits: {done}"
+        );
+        let groups = log.groups();
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| (g.group.as_str(), g.behind, g.members))
+                .collect::<Vec<_>>(),
+            vec![("projector", 0, 1), ("retired", 30, 1)]
+        );
+        assert_eq!(groups[1].topics, vec!["t.changelog".to_owned()]);
+
+        let in_use = log.delete_group("retired").await.unwrap_err();
+        assert!(
+            matches!(in_use, dsr_log::LogError::GroupInUse { ref group, members: 1 } if group == "retired"),
+            "{in_use}"
+        );
+        retired.leave().await.unwrap();
+        let unknown = log.delete_group("nobody").await.unwrap_err();
+        assert!(
+            unknown.to_string().contains("no consumer group `nobody`")
+                && unknown.to_string().contains("\"retired\""),
+            "{unknown}"
+        );
+        log.delete_group("retired").await.unwrap();
+        assert_eq!(
+            log.groups()
+                .iter()
+                .map(|g| g.group.as_str())
+                .collect::<Vec<_>>(),
+            vec!["projector"]
+        );
+
+        let done = log
+            .compact_with(SystemTime::now(), 0.0, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (done.records_removed, done.commits_removed),
+            (20, 1),
+            "versions 1 and 2 go now, and the retired group's commit: {done}"
+        );
+        let offsets: Vec<i64> = read_partition(&log, &tp)
+            .await
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(offsets, (30..40).collect::<Vec<_>>());
+        projector.leave().await.unwrap();
+        log.close();
+    }
+    let (log, _) = open(dir.path(), Opening::Sealed);
+    assert_eq!(
+        log.groups()
+            .iter()
+            .map(|g| g.group.as_str())
+            .collect::<Vec<_>>(),
+        vec!["projector"]
+    );
+    // A member of the removed group's name starts afresh, from the beginning.
+    let mut again = log.join_group("retired", &["t.changelog"]).unwrap();
+    assert_eq!(
+        again.committed(std::slice::from_ref(&tp)).await.unwrap(),
+        vec![None]
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        for event in again.poll(100, Duration::from_secs(1)).await.unwrap() {
+            if let GroupEvent::Records(r) = event {
+                seen.extend(r.iter().map(|r| r.offset));
+            }
+        }
+    }
+    assert_eq!(seen, (30..40).collect::<Vec<_>>());
+}

@@ -25,7 +25,9 @@
 //! - a record at or above the lowest offset any consumer group has committed on its partition
 //!   (in a segment before the active one): the serving store's history needs every version of
 //!   a household the projector has not read yet. A group that stopped for good holds its
-//!   partitions' records back until it is removed.
+//!   partitions' records back until it is removed ([`EmbeddedLog::delete_group`], `dsr log
+//!   groups delete`): its commits before the removal are then dead too. The removal's own
+//!   frame stays (a few bytes), so a journal read from the start always forgets the group.
 //!
 //! Offsets of removed records stay taken: a reader passes over them, as on Kafka.
 
@@ -305,6 +307,9 @@ fn run(
                         }
                     }
                 }
+                Frame::GroupDeleted { group } => {
+                    learned.commits.retain(|(g, _, _), _| *g != group);
+                }
                 Frame::Topic(_) | Frame::Compacted { .. } => {}
             }
             at += length;
@@ -344,13 +349,15 @@ fn run(
                     at += length;
                     continue;
                 }
-                Frame::Topic(_) => (None, true),
+                Frame::Topic(_) | Frame::GroupDeleted { .. } => (None, true),
                 Frame::Commit(commit) => {
+                    // Every commit of the segments looked at was learned, unless its group was
+                    // removed after it: then it is dead like a superseded one.
                     let latest = commit.offsets.iter().any(|(topic_id, partition, _)| {
                         learned
                             .commits
                             .get(&(commit.group.clone(), *topic_id, *partition))
-                            .is_none_or(|(p, _)| *p == position)
+                            .is_some_and(|(p, _)| *p == position)
                     });
                     (None, latest)
                 }

@@ -5,7 +5,7 @@
 //! offset  size  field
 //! 0       1     magic 0xD5
 //! 1       1     kind: 1 record, 2 topic created, 3 group offsets committed, 4 sealed record,
-//!               5 compacted segment
+//!               5 compacted segment, 6 group deleted
 //! 2       4     body length, u32 little-endian
 //! 6       4     CRC-32 (IEEE) of the kind byte and the body, u32 little-endian
 //! 10      n     body (below)
@@ -26,7 +26,9 @@
 //!   a segment can be rewritten with every record at the same position;
 //! - compacted segment: the segment's length before compaction, u64 (the first frame of a
 //!   segment that compaction rewrote without its dead frames; the journal's byte addresses,
-//!   and so every later segment's name, stay those of the original, see `compaction`).
+//!   and so every later segment's name, stay those of the original, see `compaction`);
+//! - group deleted: group `str` (an operator removed the group: its earlier commits no longer
+//!   count, and compaction no longer keeps records for it; a later commit starts it afresh).
 
 use crate::port::{Header, Offset, Partition};
 
@@ -42,6 +44,7 @@ pub enum Kind {
     Commit = 3,
     Sealed = 4,
     Compacted = 5,
+    GroupDeleted = 6,
 }
 
 impl Kind {
@@ -52,6 +55,7 @@ impl Kind {
             3 => Some(Kind::Commit),
             4 => Some(Kind::Sealed),
             5 => Some(Kind::Compacted),
+            6 => Some(Kind::GroupDeleted),
             _ => None,
         }
     }
@@ -136,6 +140,10 @@ pub enum Frame {
     Commit(StoredCommit),
     /// The first frame of a compacted segment: how many bytes of the journal's address space
     /// the segment spans (its length before any compaction).
+    /// An operator removed the consumer group `group` (`EmbeddedLog::delete_group`).
+    GroupDeleted {
+        group: String,
+    },
     Compacted {
         logical_length: u64,
     },
@@ -264,6 +272,13 @@ pub fn encode_commit(out: &mut Vec<u8>, commit: &StoredCommit) -> usize {
     finish(out, start)
 }
 
+/// Appends the removal of consumer group `group`; returns its length.
+pub fn encode_group_deleted(out: &mut Vec<u8>, group: &str) -> usize {
+    let start = begin(out, Kind::GroupDeleted);
+    put_str(out, group);
+    finish(out, start)
+}
+
 /// Appends the marker that starts a compacted segment; returns its length.
 pub fn encode_compacted(out: &mut Vec<u8>, logical_length: u64) -> usize {
     let start = begin(out, Kind::Compacted);
@@ -372,6 +387,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Frame, usize), FrameError> {
             }
             Frame::Commit(StoredCommit { group, offsets })
         }
+        Kind::GroupDeleted => Frame::GroupDeleted { group: body.str()? },
         Kind::Compacted => Frame::Compacted {
             logical_length: u64::from_le_bytes(body.take(8)?.try_into().expect("8 bytes")),
         },
@@ -523,6 +539,17 @@ mod tests {
         assert_eq!(
             decode(&out[a + b..]).unwrap().0,
             Frame::Commit(commit.clone())
+        );
+        let mut deleted = Vec::new();
+        let d = encode_group_deleted(&mut deleted, "dsr-deliver-old-program");
+        assert_eq!(
+            decode(&deleted).unwrap(),
+            (
+                Frame::GroupDeleted {
+                    group: "dsr-deliver-old-program".into()
+                },
+                d
+            )
         );
         let mut marker = Vec::new();
         let c = encode_compacted(&mut marker, 268_435_456);

@@ -228,6 +228,9 @@ impl Index {
                 }
             }
             Frame::Compacted { .. } => {}
+            Frame::GroupDeleted { group } => {
+                self.committed.remove(&group);
+            }
             Frame::Commit(commit) => {
                 let group = self.committed.entry(commit.group).or_default();
                 for (topic_id, partition, offset) in commit.offsets {
@@ -261,10 +264,28 @@ enum Request {
         offsets: Vec<(TopicPartition, Offset)>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// Remove a consumer group's committed offsets ([`EmbeddedLog::delete_group`]).
+    DeleteGroup {
+        group: String,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     /// Start a new segment now (before a re-encryption rewrites the older ones).
     Roll {
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+}
+
+/// A consumer group as the log knows it: what `dsr log groups` lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub group: String,
+    /// Topics it has committed offsets on.
+    pub topics: Vec<String>,
+    /// Records of those topics after its committed offsets (all of a partition's records
+    /// where it never committed): what it would read next, and what compaction keeps for it.
+    pub behind: u64,
+    /// Members consuming now, in this process.
+    pub members: usize,
 }
 
 /// What a re-encryption pass of the log did.
@@ -417,6 +438,81 @@ impl EmbeddedLog {
     /// ([`EmbeddedLog::compact`]) can reach every record written so far.
     pub async fn roll_segment(&self) -> Result<(), LogError> {
         self.request(|reply| Request::Roll { reply }).await
+    }
+
+    /// Every consumer group with committed offsets, by name.
+    pub fn groups(&self) -> Vec<GroupSummary> {
+        let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
+        let live = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let mut groups: Vec<GroupSummary> = index
+            .committed
+            .iter()
+            .map(|(group, committed)| {
+                let mut topics: Vec<String> = committed.keys().map(|tp| tp.topic.clone()).collect();
+                topics.sort();
+                topics.dedup();
+                let mut behind = 0;
+                for name in &topics {
+                    let Some(topic) = index.topics.get(name) else {
+                        continue;
+                    };
+                    for (p, slots) in topic.partitions.iter().enumerate() {
+                        let tp = TopicPartition::new(name.clone(), p as Partition);
+                        let done = committed.get(&tp).copied().unwrap_or(0);
+                        behind += (slots.end() - done).max(0) as u64;
+                    }
+                }
+                GroupSummary {
+                    group: group.clone(),
+                    topics,
+                    behind,
+                    members: live.get(group).map_or(0, |g| g.members.len()),
+                }
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        groups
+    }
+
+    /// Removes consumer group `group`: its committed offsets no longer count (a member that
+    /// joins it later starts from each partition's beginning, as on a new group), and
+    /// compaction and retention no longer keep records it has not read. For a group that
+    /// stopped for good — a program taken out of `programs/`, a consumer retired — which would
+    /// otherwise hold back its partitions' compaction forever. Durable when it returns; the
+    /// log then rolls to a new segment, so the next compaction pass sees the removal. Refused
+    /// while the group has members in this process, and for a group the log does not know.
+    pub async fn delete_group(&self, group: &str) -> Result<(), LogError> {
+        {
+            let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
+            if !index.committed.contains_key(group) {
+                let mut known: Vec<String> = index.committed.keys().cloned().collect();
+                known.sort();
+                return Err(LogError::UnknownGroup {
+                    group: group.to_owned(),
+                    known,
+                });
+            }
+            let live = self.inner.groups.lock().unwrap_or_else(|p| p.into_inner());
+            let members = live.get(group).map_or(0, |g| g.members.len());
+            if members > 0 {
+                return Err(LogError::GroupInUse {
+                    group: group.to_owned(),
+                    members,
+                });
+            }
+        }
+        let group = group.to_owned();
+        self.request(|reply| Request::DeleteGroup {
+            group: group.clone(),
+            reply,
+        })
+        .await?;
+        self.inner
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&group);
+        self.roll_segment().await
     }
 
     /// Bytes of every segment file (for progress bars and dashboards).
@@ -763,7 +859,10 @@ impl Writer {
                             Frame::Topic(t) => {
                                 self.topics.remove(&t.name);
                             }
-                            Frame::Commit(_) | Frame::Sealed(_) | Frame::Compacted { .. } => {}
+                            Frame::Commit(_)
+                            | Frame::Sealed(_)
+                            | Frame::Compacted { .. }
+                            | Frame::GroupDeleted { .. } => {}
                         }
                     }
                     let message = error.to_string();
@@ -993,6 +1092,12 @@ impl Writer {
                 let length = frame::encode_commit(buffer, &commit);
                 frames.push((at, length as u32, Frame::Commit(commit)));
                 answers.push(Answer::Commit(reply));
+            }
+            Request::DeleteGroup { group, reply } => {
+                let at = buffer.len() as u64;
+                let length = frame::encode_group_deleted(buffer, &group);
+                frames.push((at, length as u32, Frame::GroupDeleted { group }));
+                answers.push(Answer::InOrder(reply));
             }
         }
     }

@@ -15,6 +15,14 @@ use dsr_pipeline::runner::{HouseholdProcessor, Topics};
 use dsr_pipeline::source_router::{RouterTopics, SourceRouter};
 use dsr_schema_registry::{Registry, RegistryClient};
 use dsr_serving::{Progress, Projector, ServingStore};
+
+/// The consumer groups of `dsr up`'s own stages. Removing one would make its stage read the
+/// log from the beginning again, so `dsr log delete-group` refuses them.
+pub const STAGE_GROUPS: [&str; 4] = [ROUTER_GROUP, PROCESSOR_GROUP, SERVING_GROUP, SCALE_UP_GROUP];
+const ROUTER_GROUP: &str = "dsr-router";
+const PROCESSOR_GROUP: &str = "dsr-household-processor";
+const SERVING_GROUP: &str = "dsr-serving";
+const SCALE_UP_GROUP: &str = "dsr-scale-up";
 use dsr_store::FjallState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -392,7 +400,7 @@ impl UpConfig {
             log: log.clone(),
             codec: codec(),
             topics: router_topics,
-            group: "dsr-router".into(),
+            group: ROUTER_GROUP.into(),
             batch_size: self.batch_size,
             max_wait: Duration::from_secs(self.max_wait_seconds),
         };
@@ -438,7 +446,7 @@ impl UpConfig {
             model: model.clone(),
             programs,
             topics: topics.clone(),
-            group: "dsr-household-processor".into(),
+            group: PROCESSOR_GROUP.into(),
             batch_size: self.batch_size,
             // A poll of the embedded log returns all there is: no waiting for more.
             linger: std::time::Duration::ZERO,
@@ -453,7 +461,7 @@ impl UpConfig {
             codec: codec(),
             store: store.clone(),
             changelog: topics.changelog.clone(),
-            group: "dsr-serving".into(),
+            group: SERVING_GROUP.into(),
             // Each poll is one synced batch of the serving store: under load, more records
             // share its sync (5,000 → 20,000: +5% events/s end to end, docs/performance.md).
             batch_size: 20_000,
@@ -715,7 +723,7 @@ impl UpConfig {
                     .run(
                         &log,
                         &area_events,
-                        "dsr-scale-up",
+                        SCALE_UP_GROUP,
                         Duration::from_millis(500),
                         stop(rx),
                     )
