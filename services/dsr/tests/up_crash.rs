@@ -60,6 +60,9 @@ fn start(data: &std::path::Path) -> Up {
             "8",
             "--compaction-seconds",
             "2",
+            // Every tick: kills land during passes too.
+            "--compaction-min-dirty-ratio",
+            "0",
         ],
     )
 }

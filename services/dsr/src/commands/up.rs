@@ -91,6 +91,11 @@ pub struct Up {
     /// (`topics/`), superseded offset commits go. 0 turns compaction off [default: 600].
     #[arg(long, env = "DSR_COMPACTION_SECONDS")]
     pub compaction_seconds: Option<u64>,
+    /// A pass runs only once this share of the log was written since the last one (or a day
+    /// after it), like Kafka's `min.cleanable.dirty.ratio`: a pass reads the whole log twice.
+    /// 0 runs one every --compaction-seconds [default: 0.5].
+    #[arg(long, env = "DSR_COMPACTION_MIN_DIRTY_RATIO")]
+    pub compaction_min_dirty_ratio: Option<f64>,
     /// Size of the embedded log's segment files, in MiB. Compaction reaches a record once its
     /// segment is full [default: 256].
     #[arg(long, env = "DSR_LOG_SEGMENT_MB")]
@@ -115,6 +120,7 @@ struct ConfigFile {
     areas: Option<PathBuf>,
     scale_up_rules: Option<PathBuf>,
     compaction_seconds: Option<u64>,
+    compaction_min_dirty_ratio: Option<f64>,
     log_segment_mb: Option<u64>,
 }
 
@@ -135,6 +141,8 @@ pub struct UpConfig {
     pub scale_up_rules: Option<PathBuf>,
     /// 0: no compaction.
     pub compaction_seconds: u64,
+    /// Share of the log written since the last pass that makes the next one due.
+    pub compaction_min_dirty_ratio: f64,
     pub log_segment_mb: u64,
 }
 
@@ -150,7 +158,7 @@ impl Up {
                 })?;
                 toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, cache_households, kek_file, webhook_ca_file, areas, scale_up_rules, compaction_seconds, log_segment_mb",
+                        "the configuration file {} is not valid: {e}\nsettings: data_dir, listen, topics, programs, model, batch_size, max_wait_seconds, cache_households, kek_file, webhook_ca_file, areas, scale_up_rules, compaction_seconds, compaction_min_dirty_ratio, log_segment_mb",
                         path.display()
                     )
                 })?
@@ -191,6 +199,10 @@ impl Up {
                 .compaction_seconds
                 .or(file.compaction_seconds)
                 .unwrap_or(600),
+            compaction_min_dirty_ratio: self
+                .compaction_min_dirty_ratio
+                .or(file.compaction_min_dirty_ratio)
+                .unwrap_or(dsr_log::embedded::compaction::PassPolicy::DEFAULT_MIN_DIRTY_RATIO),
             log_segment_mb: self
                 .log_segment_mb
                 .or(file.log_segment_mb)
@@ -233,6 +245,13 @@ impl UpConfig {
         }
         if self.batch_size == 0 {
             bail!("batch_size must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.compaction_min_dirty_ratio) {
+            bail!(
+                "compaction_min_dirty_ratio must be between 0 and 1 (it is {}): the share of \
+                 the log written since the last compaction pass that makes the next one due",
+                self.compaction_min_dirty_ratio
+            );
         }
         if !(1..=4096).contains(&self.log_segment_mb) {
             bail!(
@@ -754,10 +773,14 @@ impl UpConfig {
         }
         if self.compaction_seconds > 0 {
             let every = Duration::from_secs(self.compaction_seconds);
+            let policy = dsr_log::embedded::compaction::PassPolicy {
+                min_dirty_ratio: self.compaction_min_dirty_ratio,
+                max_interval: Duration::from_secs(24 * 60 * 60),
+            };
             let log = log.clone();
             let rx = stop_rx.clone();
             tasks.spawn(async move {
-                compact_the_log(log, every, rx).await;
+                compact_the_log(log, every, policy, rx).await;
                 Ok("log compaction")
             });
         }
@@ -899,15 +922,20 @@ fn stage_backlog(
     })
 }
 
-/// Runs a compaction pass over the embedded log every `every`, the first one `every` after the
-/// start (a processor's take-over after a crash, which reads the end of its output partitions,
-/// is long done by then). A pass that fails is reported and tried again at the next tick: the
-/// log is whole either way (a pass replaces a segment file only by an atomic rename).
+/// Looks every `every` whether a compaction pass over the embedded log is due by `policy` and
+/// runs it; the first look comes `every` after the start (a processor's take-over after a
+/// crash, which reads the end of its output partitions, is long done by then), and the first
+/// pass after a start is always due. A pass that fails is reported and tried again at the next
+/// tick: the log is whole either way (a pass replaces a segment file only by an atomic rename).
 async fn compact_the_log(
     log: EmbeddedLog,
     every: Duration,
+    policy: dsr_log::embedded::compaction::PassPolicy,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
+    // The log's size right after the last pass, and when that was.
+    let mut clean_bytes = 0;
+    let mut last_pass = std::time::Instant::now();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -915,8 +943,22 @@ async fn compact_the_log(
             _ = tick.tick() => {}
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
+        let bytes = log.disk_bytes();
+        if !policy.due(bytes, clean_bytes, last_pass.elapsed()) {
+            tracing::debug!(
+                bytes,
+                clean_bytes,
+                "embedded log: no compaction pass due yet"
+            );
+            continue;
+        }
         let started = std::time::Instant::now();
-        match log.compact(std::time::SystemTime::now(), |_, _| {}).await {
+        let done = log.compact(std::time::SystemTime::now(), |_, _| {}).await;
+        if done.is_ok() {
+            clean_bytes = log.disk_bytes();
+            last_pass = std::time::Instant::now();
+        }
+        match done {
             Ok(done) if done.segments_rewritten > 0 => tracing::info!(
                 %done,
                 seconds = started.elapsed().as_secs_f64(),
@@ -953,6 +995,7 @@ mod tests {
             areas: None,
             scale_up_rules: None,
             compaction_seconds: None,
+            compaction_min_dirty_ratio: None,
             log_segment_mb: None,
         }
     }
@@ -987,6 +1030,7 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(config.batch_size, 99);
         assert_eq!(config.max_wait_seconds, 3600);
+        assert_eq!(config.compaction_min_dirty_ratio, 0.5);
     }
 
     #[test]
@@ -1019,6 +1063,17 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("batch_size must be at least 1"), "{error}");
+        let error = repo_dirs(Up {
+            compaction_min_dirty_ratio: Some(1.5),
+            ..nothing_set()
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("compaction_min_dirty_ratio must be between 0 and 1 (it is 1.5)"),
+            "{error}"
+        );
         let error = Up {
             topics: Some("/nowhere".into()),
             ..nothing_set()
