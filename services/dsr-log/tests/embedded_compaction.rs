@@ -55,6 +55,19 @@ fn open(
     }
 }
 
+/// The offsets of the next `count` records `member` polls, in order.
+async fn poll_offsets(member: &mut impl GroupMember, count: usize) -> Vec<i64> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        for event in member.poll(100, Duration::from_secs(1)).await.unwrap() {
+            if let GroupEvent::Records(r) = event {
+                seen.extend(r.iter().map(|r| r.offset));
+            }
+        }
+    }
+    seen
+}
+
 /// Every record of a partition, from its beginning, as (offset, key, value).
 async fn read_partition(
     log: &EmbeddedLog,
@@ -266,15 +279,10 @@ async fn records_a_consumer_group_has_not_passed_stay_and_superseded_commits_go(
             .collect();
         assert_eq!(offsets, (20..40).collect::<Vec<_>>());
         // The group goes on where it was, through what is left.
-        let mut seen = Vec::new();
-        while seen.len() < 20 {
-            for event in member.poll(100, Duration::from_secs(1)).await.unwrap() {
-                if let GroupEvent::Records(r) = event {
-                    seen.extend(r.iter().map(|r| r.offset));
-                }
-            }
-        }
-        assert_eq!(seen, (20..40).collect::<Vec<_>>());
+        assert_eq!(
+            poll_offsets(&mut member, 20).await,
+            (20..40).collect::<Vec<_>>()
+        );
         member.leave().await.unwrap();
         log.close();
     }
@@ -642,13 +650,8 @@ async fn a_removed_group_no_longer_holds_back_compaction_and_stays_removed() {
         again.committed(std::slice::from_ref(&tp)).await.unwrap(),
         vec![None]
     );
-    let mut seen = Vec::new();
-    while seen.len() < 10 {
-        for event in again.poll(100, Duration::from_secs(1)).await.unwrap() {
-            if let GroupEvent::Records(r) = event {
-                seen.extend(r.iter().map(|r| r.offset));
-            }
-        }
-    }
-    assert_eq!(seen, (30..40).collect::<Vec<_>>());
+    assert_eq!(
+        poll_offsets(&mut again, 10).await,
+        (30..40).collect::<Vec<_>>()
+    );
 }

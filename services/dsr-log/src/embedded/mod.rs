@@ -147,6 +147,24 @@ struct Index {
 }
 
 impl Index {
+    /// How many records of topic `name` group commits `committed` (none: a group that never
+    /// committed) have not covered, over all its partitions; `None` for a topic the log does
+    /// not have.
+    fn behind(
+        &self,
+        committed: Option<&HashMap<TopicPartition, Offset>>,
+        name: &str,
+    ) -> Option<u64> {
+        let topic = self.topics.get(name)?;
+        let mut behind = 0;
+        for (p, slots) in topic.partitions.iter().enumerate() {
+            let tp = TopicPartition::new(name, p as Partition);
+            let done = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
+            behind += (slots.end() - done).max(0) as u64;
+        }
+        Some(behind)
+    }
+
     /// The records of `partition`; an unknown topic is `UnknownTopic`, a partition the topic
     /// does not have is `missing` with the reason.
     fn slots_of(
@@ -451,17 +469,10 @@ impl EmbeddedLog {
                 let mut topics: Vec<String> = committed.keys().map(|tp| tp.topic.clone()).collect();
                 topics.sort();
                 topics.dedup();
-                let mut behind = 0;
-                for name in &topics {
-                    let Some(topic) = index.topics.get(name) else {
-                        continue;
-                    };
-                    for (p, slots) in topic.partitions.iter().enumerate() {
-                        let tp = TopicPartition::new(name.clone(), p as Partition);
-                        let done = committed.get(&tp).copied().unwrap_or(0);
-                        behind += (slots.end() - done).max(0) as u64;
-                    }
-                }
+                let behind = topics
+                    .iter()
+                    .filter_map(|name| index.behind(Some(committed), name))
+                    .sum();
                 GroupSummary {
                     group: group.clone(),
                     topics,
@@ -533,17 +544,11 @@ impl EmbeddedLog {
         let committed = index.committed.get(group);
         let mut lag = 0;
         for name in topics {
-            let topic = index
-                .topics
-                .get(*name)
+            lag += index
+                .behind(committed, name)
                 .ok_or_else(|| LogError::UnknownTopic {
                     topic: (*name).to_owned(),
                 })?;
-            for (p, slots) in topic.partitions.iter().enumerate() {
-                let tp = TopicPartition::new(*name, p as Partition);
-                let done = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
-                lag += (slots.end() - done).max(0) as u64;
-            }
         }
         Ok(lag)
     }
