@@ -65,6 +65,74 @@ impl Default for Rates {
     }
 }
 
+/// Who lives together in the registered households: the composition the initial survey
+/// draws from. The life-event stream follows from the people drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HouseholdSizes {
+    /// A young, rural, low-income population (the default): couples with several children and
+    /// often relatives, few people living alone; 4.5–5 people a household.
+    #[default]
+    EastAfrica,
+    /// Households the size of Chile's Registro Social de Hogares (17.1M people in 9M
+    /// households, 1.9 a household): almost half live alone, few children, relatives rare.
+    /// The registry's own scale target, so load tests can run the population it names.
+    Chile,
+}
+
+/// The probabilities and means `HouseholdSizes` stands for (see `population::compose`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Composition {
+    /// Living alone: base + per unit of urbanness.
+    pub single: (f64, f64),
+    /// Grandparents raising grandchildren.
+    pub skipped_generation: f64,
+    /// A family household headed by a couple: base + per unit of urbanness.
+    pub couple: (f64, f64),
+    /// A mother's completed fertility: base + per unit of poverty + per unit of urbanness.
+    pub fertility: (f64, f64, f64),
+    /// Chance that a child of 15 still lives at home, and how much it falls a year after.
+    pub stays_at_15: (f64, f64),
+    /// Chances of relatives living in: a parent of the head, grandchildren (base + per unit
+    /// of poverty), a sibling, another relative, a non-relative (base + per unit of urbanness).
+    pub parents: f64,
+    pub grandchildren: (f64, f64),
+    pub sibling: f64,
+    pub other_relative: f64,
+    pub non_relative: (f64, f64),
+}
+
+impl HouseholdSizes {
+    pub(crate) fn composition(self) -> Composition {
+        match self {
+            HouseholdSizes::EastAfrica => Composition {
+                single: (0.06, 0.07),
+                skipped_generation: 0.04,
+                couple: (0.80, -0.06),
+                fertility: (4.2, 1.6, -1.4),
+                stays_at_15: (0.92, 0.07),
+                parents: 0.12,
+                grandchildren: (0.28, 0.1),
+                sibling: 0.08,
+                other_relative: 0.14,
+                non_relative: (0.015, 0.03),
+            },
+            HouseholdSizes::Chile => Composition {
+                single: (0.45, 0.06),
+                skipped_generation: 0.01,
+                couple: (0.55, -0.05),
+                fertility: (1.5, 0.6, -0.3),
+                stays_at_15: (0.75, 0.10),
+                parents: 0.03,
+                grandchildren: (0.06, 0.03),
+                sibling: 0.02,
+                other_relative: 0.03,
+                non_relative: (0.005, 0.01),
+            },
+        }
+    }
+}
+
 /// What to generate. The same configuration always gives the same bytes, whatever
 /// `threads` is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,6 +151,8 @@ pub struct Config {
     pub threads: usize,
     /// Whether to declare area-wide shocks (droughts, floods).
     pub shocks: bool,
+    /// Who lives together (the default keeps every earlier seed's output as it was).
+    pub household_sizes: HouseholdSizes,
     pub rates: Rates,
 }
 
@@ -96,6 +166,7 @@ impl Default for Config {
             registration_days: 184,
             threads: 0,
             shocks: true,
+            household_sizes: HouseholdSizes::default(),
             rates: Rates::default(),
         }
     }

@@ -42,7 +42,12 @@ pub fn small_config(seed: u64, households: u64) -> Config {
 
 /// `households` households and a year of their life events, deterministic from `seed`.
 pub fn small_population(seed: u64, households: u64) -> Population {
-    let config = small_config(seed, households);
+    population_of(small_config(seed, households))
+}
+
+/// The population `config` describes, in memory (e.g. [`small_config`] with other household
+/// sizes).
+pub fn population_of(config: Config) -> Population {
     let mut sink = Collect::default();
     let summary = generate(&config, &mut sink, &|_| {}).expect("fixture configurations are valid");
     Population {

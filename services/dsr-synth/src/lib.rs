@@ -36,7 +36,7 @@ mod shocks;
 mod state;
 
 pub use areas::{Area, AreaLevel, Areas};
-pub use config::{Config, Phase, Progress, Rates};
+pub use config::{Config, HouseholdSizes, Phase, Progress, Rates};
 pub use error::Error;
 pub use generate::{generate, Collect, Sink, Summary};
 pub use output::{write_dir, Manifest};

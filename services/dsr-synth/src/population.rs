@@ -2,13 +2,14 @@
 //!
 //! A household is built around its head: a spouse, children spaced like real births, and
 //! sometimes elderly parents, grandchildren, siblings or a domestic worker; sizes average
-//! about 4.5 and run from 1 past 12. Everything else follows from age, sex and the village's
+//! about 4.5 and run from 1 past 12 (or, with `HouseholdSizes::Chile`, 1.9 with half living
+//! alone). Everything else follows from age, sex and the village's
 //! poverty and remoteness: education, school enrolment, work, log-normal incomes,
 //! disability (Washington Group severities), and a dwelling and assets that track the
 //! household's income. Each household becomes one `HouseholdRegistered` event.
 
 use crate::areas::{Area, Areas};
-use crate::config::{micros, Config, CHUNK_HOUSEHOLDS};
+use crate::config::{micros, Composition, Config, CHUNK_HOUSEHOLDS};
 use crate::names::{FAMILY_NAMES, GIVEN_NAMES};
 use crate::rng::*;
 use crate::state::*;
@@ -67,6 +68,7 @@ struct Builder<'a> {
     num: u64,
     slot: u64,
     on: Date,
+    composition: Composition,
 }
 
 impl Builder<'_> {
@@ -137,7 +139,8 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
     let pov = place.area.poverty;
     let mut members = Vec::with_capacity(8);
     let r = unit(b.rng);
-    let p_single = 0.06 + 0.07 * urban;
+    let mix = b.composition;
+    let p_single = mix.single.0 + mix.single.1 * urban;
     let head_family = family_name(b.rng);
     if r < p_single {
         // One person: a young adult who left home, or an elderly person living alone.
@@ -162,7 +165,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
         }
         return members;
     }
-    if r < p_single + 0.04 {
+    if r < p_single + mix.skipped_generation {
         // Skipped generation: grandparents raising grandchildren.
         let sex = coin_sex(b.rng, 0.35);
         let age = between(b.rng, 55, 80) as u32;
@@ -207,7 +210,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
     }
 
     // A family: a couple or a single parent, their children, and sometimes relatives.
-    let couple = chance(b.rng, 0.80 - 0.06 * urban);
+    let couple = chance(b.rng, mix.couple.0 + mix.couple.1 * urban);
     let head_age = (19.0 + lognormal(b.rng, 21.0, 0.42)).min(82.0) as u32;
     let head_sex = if couple {
         coin_sex(b.rng, 0.95)
@@ -270,7 +273,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
 
     // Children: the mother's births from her first (around 20) on, about 2.7 years apart,
     // up to her completed fertility; grown children have often left home.
-    let completed = (4.2 + 1.6 * pov - 1.4 * urban).max(1.0);
+    let completed = (mix.fertility.0 + mix.fertility.1 * pov + mix.fertility.2 * urban).max(1.0);
     let wanted = poisson(b.rng, completed).min(11);
     let mut born_at = 16.0 + lognormal(b.rng, 4.0, 0.45);
     let mut youngest: Option<u32> = None;
@@ -286,7 +289,10 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
         let stays = if age < 15 {
             chance(b.rng, 0.96)
         } else {
-            chance(b.rng, (0.92 - 0.07 * (age - 15) as f64).max(0.05))
+            chance(
+                b.rng,
+                (mix.stays_at_15.0 - mix.stays_at_15.1 * (age - 15) as f64).max(0.05),
+            )
         };
         if stays {
             let sex = coin_sex(b.rng, 0.51);
@@ -306,7 +312,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
     }
 
     // Relatives.
-    if head_age < 62 && chance(b.rng, 0.12) {
+    if head_age < 62 && chance(b.rng, mix.parents) {
         let both = chance(b.rng, 0.3);
         let page = (head_age + between(b.rng, 20, 32) as u32).min(95);
         let fsex = if both {
@@ -334,7 +340,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
             members.push(p2);
         }
     }
-    if head_age >= 42 && chance(b.rng, 0.28 + 0.1 * pov) {
+    if head_age >= 42 && chance(b.rng, mix.grandchildren.0 + mix.grandchildren.1 * pov) {
         let n = 1 + poisson(b.rng, 0.7);
         let max_age = (head_age as i64 - 38).clamp(0, 14);
         for _ in 0..n {
@@ -349,7 +355,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
             ));
         }
     }
-    if chance(b.rng, 0.08) {
+    if chance(b.rng, mix.sibling) {
         let sex = coin_sex(b.rng, 0.5);
         let a = (head_age as i64 + between(b.rng, -8, 8)).max(15) as u32;
         members.push(b.add(
@@ -360,7 +366,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
             head_family,
         ));
     }
-    if chance(b.rng, 0.14) {
+    if chance(b.rng, mix.other_relative) {
         let sex = coin_sex(b.rng, 0.45);
         let a = between(b.rng, 8, 30) as u32;
         let fam = if chance(b.rng, 0.5) {
@@ -376,7 +382,7 @@ fn compose(b: &mut Builder, place: &Place) -> Vec<u32> {
             fam,
         ));
     }
-    if chance(b.rng, 0.015 + 0.03 * urban) {
+    if chance(b.rng, mix.non_relative.0 + mix.non_relative.1 * urban) {
         let sex = coin_sex(b.rng, 0.3);
         let a = between(b.rng, 15, 35) as u32;
         let fam = family_name(b.rng);
@@ -735,7 +741,15 @@ pub(crate) fn generate_chunk(config: &Config, areas: &Areas, chunk: u64) -> Chun
         let at = registration_time(config, i, unit(&mut rng));
         registered_at.push(at);
         let local = households.len() as u32;
-        let h = make_household(&mut rng, &mut persons, &place, i + 1, local, at.date());
+        let h = make_household(
+            config.household_sizes.composition(),
+            &mut rng,
+            &mut persons,
+            &place,
+            i + 1,
+            local,
+            at.date(),
+        );
         households.push(h);
         match by_village.last_mut() {
             Some((x, list)) if *x == v as u32 => list.push(local),
@@ -761,6 +775,7 @@ pub(crate) fn generate_chunk(config: &Config, areas: &Areas, chunk: u64) -> Chun
 
 /// One household of the initial survey.
 pub(crate) fn make_household(
+    composition: Composition,
     rng: &mut Rng,
     persons: &mut Vec<Person>,
     place: &Place,
@@ -777,6 +792,7 @@ pub(crate) fn make_household(
             num,
             slot: 0,
             on,
+            composition,
         };
         compose(&mut b, place)
     };

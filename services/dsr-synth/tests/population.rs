@@ -408,9 +408,13 @@ fn the_stream_is_consistent_with_the_population_it_changes() {
 
 #[test]
 fn the_reducer_applies_the_whole_stream_without_errors() {
+    the_reducer_agrees_with_the_stream(population());
+}
+
+/// Every event of `p` applies, and the households end with the people the stream says.
+fn the_reducer_agrees_with_the_stream(p: &Population) {
     use dsr_core::reducer::target_household;
     use dsr_core::{apply, Household};
-    let p = population();
     let mut state: HashMap<HouseholdId, Household> = HashMap::new();
     let mut applied = 0u64;
     let mut apply_one = |state: &mut HashMap<HouseholdId, Household>, e: &Event| {
@@ -474,4 +478,30 @@ fn the_reducer_applies_the_whole_stream_without_errors() {
         "{applied} events applied to {} households; {compared} re-registrations agreed",
         state.len()
     );
+}
+
+/// `HouseholdSizes::Chile` draws households the size of Chile's Registro Social de Hogares
+/// (17.1M people in 9M households): the population the registry's initial-load goal names.
+#[test]
+fn chile_sized_households_average_under_two_people_and_stay_consistent() {
+    let p = dsr_synth::fixtures::population_of(dsr_synth::Config {
+        household_sizes: dsr_synth::HouseholdSizes::Chile,
+        ..dsr_synth::fixtures::small_config(42, HOUSEHOLDS)
+    });
+    let sizes: Vec<usize> = p
+        .households
+        .iter()
+        .map(|e| registered(e).members.len())
+        .collect();
+    let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+    let alone = sizes.iter().filter(|s| **s == 1).count() as f64 / sizes.len() as f64;
+    println!("chile: mean size {mean:.2}, living alone {alone:.3}");
+    assert!((1.7..=2.1).contains(&mean), "mean household size {mean}");
+    assert!((0.40..=0.65).contains(&alone), "share living alone {alone}");
+    assert!(sizes.iter().any(|s| *s >= 5), "some households are large");
+    assert!(
+        p.events.len() > HOUSEHOLDS as usize,
+        "a year of life events"
+    );
+    the_reducer_agrees_with_the_stream(&p);
 }
