@@ -13,4 +13,4 @@ pub mod projector;
 pub mod store;
 
 pub use projector::{Observer, Progress, Projector};
-pub use store::{Beneficiary, ServingError, ServingStore, Status, Version};
+pub use store::{Beneficiary, Prepared, ServingError, ServingStore, Status, Version};

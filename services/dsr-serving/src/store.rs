@@ -99,6 +99,78 @@ pub struct Applied {
     pub skipped_as_old: u64,
 }
 
+/// A batch of the serving store worked out by [`ServingStore::prepare`] and not yet written.
+pub struct Prepared {
+    batch: fjall::OwnedWriteBatch,
+    applied: Applied,
+    write: Arc<Mutex<()>>,
+}
+
+impl Prepared {
+    /// Writes the batch, synced, as one atomic step.
+    pub fn commit(self) -> Result<Applied, ServingError> {
+        let _guard = self.write.lock().expect("serving write lock");
+        self.batch.commit().map_err(backend)?;
+        Ok(self.applied)
+    }
+}
+
+/// The keyspaces a projected batch writes to, in the order their writes are handed to fjall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Households,
+    History,
+    Persons,
+    ByArea,
+    ByStatus,
+    ByScore,
+}
+
+/// The writes of one projected batch, collected so they reach fjall in key order.
+///
+/// Why: most of a batch's cost is inserting into the keyspaces' memtables (skip lists), and
+/// the keys are pseudonyms, so in arrival order every insert walks to a random place in a
+/// list far larger than the CPU's caches. Sorted, each insert lands next to the one before,
+/// on a path that is still cached. A stable sort keeps two writes of one key (a household's
+/// two versions in one batch, an entry removed and written again) in the order they were made,
+/// so the last one still wins.
+#[derive(Default)]
+struct Writes {
+    items: Vec<(Target, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Writes {
+    fn insert(&mut self, target: Target, key: Vec<u8>, value: Vec<u8>) {
+        self.items.push((target, key, Some(value)));
+    }
+
+    fn remove(&mut self, target: Target, key: Vec<u8>) {
+        self.items.push((target, key, None));
+    }
+
+    /// One synced fjall batch of the writes, by keyspace and key.
+    fn into_batch(mut self, store: &ServingStore) -> fjall::OwnedWriteBatch {
+        self.items
+            .sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let mut batch = store.db.batch().durability(Some(PersistMode::SyncData));
+        for (target, key, value) in self.items {
+            let keyspace = match target {
+                Target::Households => &store.households,
+                Target::History => &store.history,
+                Target::Persons => &store.persons,
+                Target::ByArea => &store.by_area,
+                Target::ByStatus => &store.by_status,
+                Target::ByScore => &store.by_score,
+            };
+            match value {
+                Some(value) => batch.insert(keyspace, key, value),
+                None => batch.remove(keyspace, key),
+            }
+        }
+        batch
+    }
+}
+
 /// What a re-encryption pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reencrypted {
@@ -310,13 +382,31 @@ impl ServingStore {
     /// synced batch. A version at or below the stored one is skipped (re-delivery after a
     /// crash, or a restored changelog).
     pub fn apply(&self, records: Vec<(Household, i64)>) -> Result<Applied, ServingError> {
+        let (prepared, _) = self.prepare(records, &HashMap::new())?;
+        prepared.commit()
+    }
+
+    /// The first half of [`apply`](Self::apply): reads each household's stored record, works
+    /// out and seals every write, and returns them as one batch not yet written, with the
+    /// latest record of each household in it. `pending` holds the latest records of a batch
+    /// prepared before and not yet known to be committed; they count as stored. A projector
+    /// prepares its next batch while the one before commits ([`Prepared::commit`]), so the two
+    /// halves run on both cores.
+    pub fn prepare(
+        &self,
+        records: Vec<(Household, i64)>,
+        pending: &HashMap<HouseholdId, Household>,
+    ) -> Result<(Prepared, HashMap<HouseholdId, Household>), ServingError> {
         let mut applied = Applied::default();
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut writes = Writes::default();
         let mut latest: HashMap<HouseholdId, Household> = HashMap::with_capacity(records.len());
         for (household, written_at_ms) in records {
             let previous = match latest.remove(&household.household_id) {
                 Some(h) => Some(h),
-                None => self.household(&household.household_id)?,
+                None => match pending.get(&household.household_id) {
+                    Some(h) => Some(h.clone()),
+                    None => self.household(&household.household_id)?,
+                },
             };
             if let Some(previous) = &previous {
                 if previous.version >= household.version {
@@ -328,23 +418,28 @@ impl ServingStore {
             let hk = self.hk(&household.household_id);
             let encoded =
                 codec::encode(&household).map_err(|e| ServingError::Backend(e.to_string()))?;
-            batch.insert(
-                &self.households,
-                hk,
+            writes.insert(
+                Target::Households,
+                hk.to_vec(),
                 self.seal(&self.households, &hk, &encoded),
             );
             let version_key = [&hk[..], &household.version.to_be_bytes()].concat();
             let mut version = Vec::with_capacity(8 + encoded.len() + dsr_crypto::SEAL_OVERHEAD);
             version.extend_from_slice(&written_at_ms.to_be_bytes());
             version.extend_from_slice(&self.seal(&self.history, &version_key, &encoded));
-            batch.insert(&self.history, version_key, version);
-            self.reindex(&mut batch, previous.as_ref(), &household);
+            writes.insert(Target::History, version_key, version);
+            self.reindex(&mut writes, previous.as_ref(), &household);
             applied.households_updated += 1;
             latest.insert(household.household_id.clone(), household);
         }
-        let _guard = self.write.lock().expect("serving write lock");
-        batch.commit().map_err(backend)?;
-        Ok(applied)
+        Ok((
+            Prepared {
+                batch: writes.into_batch(self),
+                applied,
+                write: Arc::clone(&self.write),
+            },
+            latest,
+        ))
     }
 
     /// An index entry: its key, and the household id sealed as its value.
@@ -373,12 +468,7 @@ impl ServingStore {
     /// differ: most events change a household's income and score, not its members, area or
     /// statuses, and removing and re-sealing every entry (with a read per member to check who
     /// the person points at) made this the slowest stage of `dsr up`.
-    fn reindex(
-        &self,
-        batch: &mut fjall::OwnedWriteBatch,
-        previous: Option<&Household>,
-        h: &Household,
-    ) {
+    fn reindex(&self, writes: &mut Writes, previous: Option<&Household>, h: &Household) {
         // The person index follows the members of the records this store holds: an entry
         // for each person of `h` who was not in `previous`, none any more for each person of
         // `previous` who is not in `h`. Every other update (most: income, score) writes none.
@@ -399,22 +489,25 @@ impl ServingStore {
         let hk = self.hk(&h.household_id);
         for m in before {
             if !holds(now, m) {
-                batch.remove(&self.persons, self.person_key(&self.pk(&m.person_id), &hk));
+                writes.remove(
+                    Target::Persons,
+                    self.person_key(&self.pk(&m.person_id), &hk).to_vec(),
+                );
             }
         }
         for m in now {
             if !holds(before, m) {
                 let key = self.person_key(&self.pk(&m.person_id), &hk);
                 let value = self.seal(&self.persons, &key, h.household_id.as_str().as_bytes());
-                batch.insert(&self.persons, key, value);
+                writes.insert(Target::Persons, key.to_vec(), value);
             }
         }
         if previous.is_none_or(|p| p.area != h.area) {
             if let Some(p) = previous {
-                batch.remove(&self.by_area, self.area_key(p));
+                writes.remove(Target::ByArea, self.area_key(p));
             }
             let (k, v) = self.index_entry(&self.by_area, self.area_key(h), h);
-            batch.insert(&self.by_area, k, v);
+            writes.insert(Target::ByArea, k, v);
         }
         let status = |eligible: bool| {
             if eligible {
@@ -431,7 +524,7 @@ impl ServingStore {
                     .any(|s| s.program_id == old.program_id && s.eligible == old.eligible);
                 if !same {
                     for st in [Status::Eligible, Status::NotEligible] {
-                        batch.remove(&self.by_status, self.status_key(&old.program_id, st, p));
+                        writes.remove(Target::ByStatus, self.status_key(&old.program_id, st, p));
                     }
                 }
             }
@@ -445,18 +538,18 @@ impl ServingStore {
             if !same {
                 let key = self.status_key(&s.program_id, status(s.eligible), h);
                 let (k, v) = self.index_entry(&self.by_status, key, h);
-                batch.insert(&self.by_status, k, v);
+                writes.insert(Target::ByStatus, k, v);
             }
         }
         let old_score = previous.and_then(|p| p.need_score.as_ref().map(|s| s.score));
         let new_score = h.need_score.as_ref().map(|s| s.score);
         if previous.is_none() || old_score.map(f64::to_bits) != new_score.map(f64::to_bits) {
             if let (Some(p), Some(old)) = (previous, old_score) {
-                batch.remove(&self.by_score, self.score_key(old, p));
+                writes.remove(Target::ByScore, self.score_key(old, p));
             }
             if let Some(new) = new_score {
                 let (k, v) = self.index_entry(&self.by_score, self.score_key(new, h), h);
-                batch.insert(&self.by_score, k, v);
+                writes.insert(Target::ByScore, k, v);
             }
         }
     }
