@@ -91,14 +91,7 @@ fn main() {
         .unwrap();
     let sealer = dsr_audit::Sealer::load_or_create(&dir.path().join("audit-seal.key")).unwrap();
     let (audit, _) = dsr_audit::AuditLog::open(&dir.path().join("audit"), sealer).unwrap();
-    let ids = SchemaIds {
-        life_event: 1,
-        household: 2,
-        change: 3,
-        parked: 4,
-        beneficiary: 5,
-        rule_activation: 6,
-    };
+    let ids = SchemaIds::LOCAL;
     let regions: Vec<String> = areas
         .children(None)
         .iter()

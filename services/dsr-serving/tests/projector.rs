@@ -16,14 +16,7 @@ const CHANGELOG: &str = "t.household-changelog";
 const PARTITIONS: i32 = 2;
 
 fn codec() -> WireCodec {
-    WireCodec::new(SchemaIds {
-        life_event: 1,
-        household: 2,
-        change: 3,
-        parked: 4,
-        beneficiary: 5,
-        rule_activation: 6,
-    })
+    WireCodec::new(SchemaIds::LOCAL)
 }
 
 /// Every version a year of life events makes of each of `households` generated households,

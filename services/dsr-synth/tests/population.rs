@@ -32,16 +32,22 @@ fn registered(e: &Event) -> &dsr_core::event::HouseholdRegistered {
     }
 }
 
-#[test]
-fn household_sizes_and_ages_are_realistic() {
-    let p = population();
-    assert_eq!(p.households.len() as u64, HOUSEHOLDS);
+/// Each household's size at registration, and their mean.
+fn sizes(p: &Population) -> (Vec<usize>, f64) {
     let sizes: Vec<usize> = p
         .households
         .iter()
         .map(|e| registered(e).members.len())
         .collect();
     let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+    (sizes, mean)
+}
+
+#[test]
+fn household_sizes_and_ages_are_realistic() {
+    let p = population();
+    assert_eq!(p.households.len() as u64, HOUSEHOLDS);
+    let (sizes, mean) = sizes(p);
     assert!(sizes.contains(&1), "some people live alone");
     assert!(sizes.iter().any(|s| *s >= 10), "some households are large");
     let on = Date::from_ymd(2025, 10, 1);
@@ -488,12 +494,7 @@ fn chile_sized_households_average_under_two_people_and_stay_consistent() {
         household_sizes: dsr_synth::HouseholdSizes::Chile,
         ..dsr_synth::fixtures::small_config(42, HOUSEHOLDS)
     });
-    let sizes: Vec<usize> = p
-        .households
-        .iter()
-        .map(|e| registered(e).members.len())
-        .collect();
-    let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+    let (sizes, mean) = sizes(&p);
     let alone = sizes.iter().filter(|s| **s == 1).count() as f64 / sizes.len() as f64;
     println!("chile: mean size {mean:.2}, living alone {alone:.3}");
     assert!((1.7..=2.1).contains(&mean), "mean household size {mean}");
