@@ -26,6 +26,11 @@ pub enum ProjectError {
     Log(#[from] LogError),
     #[error(transparent)]
     Store(#[from] ServingError),
+    #[error("cannot start the serving store's {thread} thread: {source} (the process may be at its thread limit)")]
+    Thread {
+        thread: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// Progress, shared with the API (`/readyz`) and `dsr demo`.
@@ -72,7 +77,7 @@ fn start_stages(
     observer: Option<Observer>,
     mut polled: mpsc::Receiver<Polled>,
     done: mpsc::UnboundedSender<Done>,
-) {
+) -> Result<(), ProjectError> {
     // No buffer: a prepared batch is handed over only when the one before it has committed,
     // so `pending` (the latest records of the batch handed over last) covers every write not
     // yet in the store when the next batch reads its households.
@@ -101,7 +106,10 @@ fn start_stages(
                 }
             }
         })
-        .expect("the serving store's preparing thread starts");
+        .map_err(|source| ProjectError::Thread {
+            thread: "preparing",
+            source,
+        })?;
     std::thread::Builder::new()
         .name("serving-commit".into())
         .spawn(move || {
@@ -113,7 +121,11 @@ fn start_stages(
                 }
             }
         })
-        .expect("the serving store's committing thread starts");
+        .map_err(|source| ProjectError::Thread {
+            thread: "committing",
+            source,
+        })?;
+    Ok(())
 }
 
 impl<L: Log, C: Codec> Projector<L, C> {
@@ -128,7 +140,7 @@ impl<L: Log, C: Codec> Projector<L, C> {
             .join_group(&self.group, &[self.changelog.as_str()])?;
         let (to_prepare, polled) = mpsc::channel::<Polled>(1);
         let (done_tx, mut done) = mpsc::unbounded_channel::<Done>();
-        start_stages(self.store.clone(), self.observer.clone(), polled, done_tx);
+        start_stages(self.store.clone(), self.observer.clone(), polled, done_tx)?;
         // Partitions this member owns: offsets of a batch polled before a partition was
         // revoked are not committed (its new owner applies those records again, which skips
         // them as old).
